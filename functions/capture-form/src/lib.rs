@@ -1,0 +1,467 @@
+//! `POST /leads`: captures a lead from a landing-page form (urlencoded, no JavaScript needed)
+//! or an API client (JSON), stores it exactly once, and announces `LeadCaptured`.
+
+pub mod decode;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use lambda_http::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use leadflow_domain::lead::SubmissionContext;
+use leadflow_domain::ports::{
+    Counters, EventPublisher, IdempotencyBegin, IdempotencyStore, LeadStore, LeadWrite, Outbox,
+    StoreError, StoredResponse,
+};
+use leadflow_domain::submission::FieldErrors;
+use leadflow_domain::{EventEnvelope, Lead, LeadId, LeadSubmission, SubmissionRules};
+use leadflow_lambda::config::{self, ConfigError};
+use leadflow_lambda::outbox::deliver;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::decode::{body_kind, decode, DecodeError, MAX_BODY_BYTES};
+
+/// The counter that honeypot hits go to (per UTC day).
+pub const HONEYPOT_COUNTER: &str = "honeypot_hits";
+/// The field a form names its thank-you page in.
+pub const REDIRECT_FIELD: &str = "_redirect";
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// How often a capture retries after losing a race to a concurrent submission of the same e-mail
+/// (each round of a race has one winner, so this bounds the burst one e-mail can take at once).
+const MAX_ATTEMPTS: usize = 30;
+
+/// What the function is told by its environment (template.yaml).
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    /// Origins allowed to call from a browser (`*` allows any).
+    pub allowed_origins: Vec<String>,
+    /// Origins (`https://example.com`) a `_redirect` may point to.
+    pub redirect_allowlist: Vec<String>,
+    pub honeypot_field: String,
+    pub rules: SubmissionRules,
+}
+
+impl CaptureConfig {
+    pub fn new(
+        allowed_origins: &str,
+        redirect_allowlist: &str,
+        honeypot_field: &str,
+        required_fields: &str,
+    ) -> Result<Self, ConfigError> {
+        let honeypot_field = honeypot_field.trim().to_owned();
+        let mut rules = SubmissionRules::with_required(required_fields).map_err(|reason| {
+            ConfigError::Invalid {
+                name: "REQUIRED_FIELDS",
+                reason,
+            }
+        })?;
+        rules.control_fields.insert(honeypot_field.clone());
+        rules.control_fields.insert(REDIRECT_FIELD.to_owned());
+        Ok(Self {
+            allowed_origins: config::list(allowed_origins)
+                .into_iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+            redirect_allowlist: config::list(redirect_allowlist)
+                .into_iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+            honeypot_field,
+            rules,
+        })
+    }
+
+    /// `ALLOWED_ORIGINS`, `REDIRECT_ALLOWLIST`, `HONEYPOT_FIELD` (default `_gotcha`),
+    /// `REQUIRED_FIELDS` (default `email`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::new(
+            &config::optional("ALLOWED_ORIGINS").unwrap_or_default(),
+            &config::optional("REDIRECT_ALLOWLIST").unwrap_or_default(),
+            &config::optional("HONEYPOT_FIELD").unwrap_or_else(|| "_gotcha".into()),
+            &config::optional("REQUIRED_FIELDS").unwrap_or_else(|| "email".into()),
+        )
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
+
+    /// A redirect target is allowed when its origin is on the allow-list exactly.
+    fn redirect_allowed(&self, target: &str) -> bool {
+        let Ok(url) = url::Url::parse(target) else {
+            return false;
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return false;
+        }
+        let origin = url.origin().ascii_serialization();
+        self.redirect_allowlist
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&origin))
+    }
+}
+
+/// The capture handler, generic over its store and publisher so tests and `cargo dev` run the
+/// same code as Lambda.
+pub struct CaptureForm<S, P> {
+    store: S,
+    publisher: P,
+    config: CaptureConfig,
+}
+
+/// An answer before it becomes an HTTP response (so it can be stored for idempotent replays).
+#[derive(Debug, Clone)]
+struct Answer {
+    status: StatusCode,
+    headers: Vec<(String, String)>,
+    body: serde_json::Value,
+}
+
+impl Answer {
+    fn json(status: StatusCode, body: serde_json::Value) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    fn error(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::json(status, json!({ "error": message.into() }))
+    }
+
+    fn fields(errors: FieldErrors) -> Self {
+        Self::json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "error": "the submission has invalid fields", "fields": errors }),
+        )
+    }
+
+    fn unavailable(err: &StoreError) -> Self {
+        tracing::error!(error = %err, "store unavailable");
+        let mut a = Self::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "leads cannot be stored right now; please retry",
+        );
+        a.headers.push(("retry-after".into(), "1".into()));
+        a
+    }
+
+    fn stored(&self) -> StoredResponse {
+        StoredResponse {
+            status: self.status.as_u16(),
+            headers: self.headers.clone(),
+            body: self.body.to_string(),
+        }
+    }
+
+    fn from_stored(stored: StoredResponse) -> Self {
+        let mut headers = stored.headers;
+        headers.push(("idempotent-replayed".into(), "true".into()));
+        Self {
+            status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+            headers,
+            body: serde_json::from_str(&stored.body).unwrap_or_default(),
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut builder = Response::builder().status(self.status);
+        let has_body =
+            self.status != StatusCode::SEE_OTHER && self.status != StatusCode::NO_CONTENT;
+        if has_body {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in &self.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let body = if has_body {
+            Body::Text(self.body.to_string())
+        } else {
+            Body::Empty
+        };
+        builder.body(body).unwrap_or_else(|_| {
+            // Only reachable with a header value that is not valid HTTP; never from client input.
+            let mut r = Response::new(Body::Text(r#"{"error":"internal error"}"#.into()));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn client_context(req: &Request) -> SubmissionContext {
+    let ip = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        _ => None,
+    };
+    SubmissionContext {
+        ip,
+        user_agent: header_str(req.headers(), "user-agent").map(str::to_owned),
+    }
+}
+
+/// Counted and answered like a success, so a bot learns nothing.
+fn fake_acceptance() -> serde_json::Value {
+    json!({ "lead_id": LeadId::new_at(Utc::now()), "status": "created" })
+}
+
+impl<S, P> CaptureForm<S, P>
+where
+    S: LeadStore + Outbox + IdempotencyStore + Counters,
+    P: EventPublisher,
+{
+    pub fn new(store: S, publisher: P, config: CaptureConfig) -> Self {
+        Self {
+            store,
+            publisher,
+            config,
+        }
+    }
+
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        self.handle_at(req, Utc::now()).await
+    }
+
+    /// Handles one request as if it arrived at `now`.
+    pub async fn handle_at(&self, req: Request, now: DateTime<Utc>) -> Response<Body> {
+        let origin = header_str(req.headers(), "origin").map(str::to_owned);
+        let cors_origin = origin.filter(|o| self.config.origin_allowed(o));
+        let answer = match (req.method(), req.uri().path().trim_end_matches('/')) {
+            (&Method::OPTIONS, "/leads") => self.preflight(&req, cors_origin.is_some()),
+            (&Method::POST, "/leads") => self.post_lead(&req, now).await,
+            (_, "/leads") => {
+                let mut a = Answer::error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+                a.headers.push(("allow".into(), "POST, OPTIONS".into()));
+                a
+            }
+            _ => Answer::error(StatusCode::NOT_FOUND, "no such route"),
+        };
+        let mut response = answer.into_response();
+        if let Some(origin) = cors_origin {
+            let h = response.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&origin) {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            }
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("Location, Idempotent-Replayed"),
+            );
+        }
+        response
+    }
+
+    fn preflight(&self, req: &Request, origin_allowed: bool) -> Answer {
+        if !origin_allowed {
+            return Answer::error(StatusCode::FORBIDDEN, "this origin may not submit leads");
+        }
+        let method = header_str(req.headers(), "access-control-request-method").unwrap_or("POST");
+        if !method.eq_ignore_ascii_case("POST") {
+            return Answer::error(StatusCode::METHOD_NOT_ALLOWED, "only POST is allowed");
+        }
+        let mut a = Answer::json(StatusCode::NO_CONTENT, serde_json::Value::Null);
+        a.headers.extend([
+            (
+                "access-control-allow-methods".into(),
+                "POST, OPTIONS".into(),
+            ),
+            (
+                "access-control-allow-headers".into(),
+                "Content-Type, Idempotency-Key".into(),
+            ),
+            ("access-control-max-age".into(), "600".into()),
+        ]);
+        a
+    }
+
+    async fn post_lead(&self, req: &Request, now: DateTime<Utc>) -> Answer {
+        let body: &[u8] = req.body().as_ref();
+        if body.len() > MAX_BODY_BYTES {
+            return Answer::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        let content_type = header_str(req.headers(), "content-type");
+        let raw = match body_kind(content_type).and_then(|kind| decode(kind, body)) {
+            Ok(raw) => raw,
+            Err(e @ DecodeError::UnsupportedMediaType(_)) => {
+                return Answer::error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string())
+            }
+            Err(e @ DecodeError::Malformed(_)) => {
+                return Answer::error(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            Err(DecodeError::Fields(errors)) => return Answer::fields(errors),
+        };
+        let field = |name: &str| {
+            raw.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| !v.trim().is_empty())
+        };
+        let redirect = field(REDIRECT_FIELD)
+            .filter(|t| self.config.redirect_allowed(t))
+            .map(str::to_owned);
+        let respond = |answer: Answer| match (&redirect, answer.status) {
+            (Some(target), StatusCode::OK | StatusCode::CREATED) => {
+                let mut a = answer;
+                a.status = StatusCode::SEE_OTHER;
+                a.headers.push(("location".into(), target.clone()));
+                a
+            }
+            _ => answer,
+        };
+
+        if field(&self.config.honeypot_field).is_some() {
+            if let Err(err) = self.store.increment(HONEYPOT_COUNTER, now).await {
+                tracing::warn!(error = %err, "honeypot counter not written");
+            }
+            tracing::info!(honeypot = true, "honeypot filled; nothing stored");
+            return respond(Answer::json(StatusCode::CREATED, fake_acceptance()));
+        }
+
+        let key = match header_str(req.headers(), IDEMPOTENCY_HEADER) {
+            None => None,
+            Some(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+                Some(k.to_owned())
+            }
+            Some(_) => {
+                return Answer::fields(BTreeMap::from([(
+                    "Idempotency-Key".into(),
+                    "must be 1 to 255 visible ASCII characters".into(),
+                )]))
+            }
+        };
+        let Some(key) = key else {
+            return respond(self.capture(&raw, req, now).await);
+        };
+        let fingerprint = {
+            let mut h = Sha256::new();
+            h.update(content_type.unwrap_or_default().as_bytes());
+            h.update([0]);
+            h.update(body);
+            hex::encode(h.finalize())
+        };
+        match self.store.begin(&key, &fingerprint, now).await {
+            Err(err) => Answer::unavailable(&err),
+            Ok(IdempotencyBegin::Replay(stored)) => Answer::from_stored(stored),
+            Ok(IdempotencyBegin::InProgress) => {
+                let mut a = Answer::error(
+                    StatusCode::CONFLICT,
+                    "a request with this Idempotency-Key is still in progress",
+                );
+                a.headers.push(("retry-after".into(), "1".into()));
+                a
+            }
+            Ok(IdempotencyBegin::Mismatch) => Answer::fields(BTreeMap::from([(
+                "Idempotency-Key".into(),
+                "was used before with a different request body".into(),
+            )])),
+            Ok(IdempotencyBegin::Started) => {
+                let answer = respond(self.capture(&raw, req, now).await);
+                let kept = if answer.status.is_server_error() {
+                    self.store.release(&key).await
+                } else {
+                    self.store.finish(&key, &answer.stored(), now).await
+                };
+                if let Err(err) = kept {
+                    tracing::warn!(error = %err, "idempotency record not updated");
+                }
+                answer
+            }
+        }
+    }
+
+    async fn capture(
+        &self,
+        raw: &leadflow_domain::submission::RawSubmission,
+        req: &Request,
+        now: DateTime<Utc>,
+    ) -> Answer {
+        let submission = match self.config.rules.validate(raw) {
+            Ok(s) => s,
+            Err(errors) => return Answer::fields(errors),
+        };
+        let ctx = client_context(req);
+        match self.store_submission(submission, &ctx, now).await {
+            Ok((status, body, events)) => {
+                deliver(&self.store, &self.publisher, &events).await;
+                Answer::json(status, body)
+            }
+            Err(err) => Answer::unavailable(&err),
+        }
+    }
+
+    /// Creates the lead, or merges into the lead that has this e-mail. Races between concurrent
+    /// submissions are settled by the store's conditions and retried here.
+    async fn store_submission(
+        &self,
+        submission: LeadSubmission,
+        ctx: &SubmissionContext,
+        now: DateTime<Utc>,
+    ) -> Result<(StatusCode, serde_json::Value, Vec<EventEnvelope>), StoreError> {
+        let mut last_err = None;
+        for _ in 0..MAX_ATTEMPTS {
+            match self.store.find_by_email(&submission.email).await? {
+                None => {
+                    let captured = Lead::capture(LeadId::new_at(now), submission.clone(), ctx, now);
+                    let event = EventEnvelope::new(captured.lead.id, now, captured.event);
+                    let write = LeadWrite {
+                        lead: captured.lead,
+                        expected_version: None,
+                        timeline: vec![captured.timeline],
+                        events: vec![event],
+                    };
+                    match self.store.write(&write).await {
+                        Ok(()) => {
+                            tracing::info!(lead_id = %write.lead.id, "lead captured");
+                            let body = json!({ "lead_id": write.lead.id, "status": "created" });
+                            return Ok((StatusCode::CREATED, body, write.events));
+                        }
+                        Err(e @ StoreError::EmailTaken) => last_err = Some(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some(mut lead) => {
+                    let expected = lead.version;
+                    let merged = lead.merge(submission.clone(), ctx, now);
+                    lead.version = expected + 1;
+                    let write = LeadWrite {
+                        lead,
+                        expected_version: Some(expected),
+                        timeline: vec![merged.timeline],
+                        events: vec![],
+                    };
+                    match self.store.write(&write).await {
+                        Ok(()) => {
+                            tracing::info!(lead_id = %write.lead.id, changed = merged.changed_fields.len(), "lead resubmitted");
+                            let body = json!({ "lead_id": write.lead.id, "status": "updated", "changed_fields": merged.changed_fields });
+                            return Ok((StatusCode::OK, body, vec![]));
+                        }
+                        Err(e @ StoreError::VersionConflict { .. }) => {
+                            last_err = Some(e);
+                            // Jitter spreads the losers of a race so they do not collide again.
+                            let jitter = uuid::Uuid::new_v4().as_u128() % 20;
+                            tokio::time::sleep(std::time::Duration::from_millis(5 + jitter as u64))
+                                .await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "gave up after {MAX_ATTEMPTS} concurrent attempts: {}",
+            last_err.map(|e| e.to_string()).unwrap_or_default()
+        )))
+    }
+}

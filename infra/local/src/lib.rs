@@ -1,0 +1,52 @@
+//! The local stack: an AWS emulator (moto, or any endpoint in `AWS_ENDPOINT_URL` such as
+//! LocalStack), the resources of `template.yaml` provisioned on it, and the real handlers run
+//! in-process behind an HTTP server, queue pollers and schedules that behave like API Gateway,
+//! Lambda event source mappings and EventBridge schedules. `cargo dev` and the integration
+//! tests both use it.
+
+pub mod emulator;
+pub mod functions;
+pub mod http;
+pub mod manifest;
+pub mod poller;
+pub mod python;
+pub mod schedule;
+pub mod stack;
+
+use std::path::PathBuf;
+
+pub use emulator::Emulator;
+pub use manifest::Manifest;
+pub use stack::LocalStack;
+
+/// The workspace root (where template.yaml is).
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or(here)
+}
+
+/// The region everything local runs in.
+pub const LOCAL_REGION: &str = "us-east-1";
+
+/// An SDK configuration for the emulator: its endpoint, a fixed region, and dummy credentials
+/// unless real ones are configured (LocalStack and moto accept any).
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(
+            std::env::var("AWS_REGION").unwrap_or_else(|_| LOCAL_REGION.to_owned()),
+        ));
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "leadflow-local",
+        ));
+    }
+    loader.load().await
+}

@@ -1,0 +1,544 @@
+//! The single-table DynamoDB store (see `docs/data-model.md`).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use leadflow_domain::ports::{
+    Counters, IdempotencyBegin, IdempotencyStore, LeadStore, LeadWrite, Outbox, OutboxEntry,
+    StoreError, StoredResponse,
+};
+use leadflow_domain::{Email, EventEnvelope, Lead, LeadId, TimelineEntry};
+use uuid::Uuid;
+
+use crate::describe;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The sparse GSI that lists leads by stage and outbox events by due time.
+pub const GSI1: &str = "gsi1";
+/// How long an `Idempotency-Key` answers with its first response.
+pub const IDEMPOTENCY_RETENTION: chrono::Duration = chrono::Duration::hours(24);
+/// How long a request may hold an `Idempotency-Key` before a retry may take it over.
+pub const IDEMPOTENCY_LOCK: chrono::Duration = chrono::Duration::seconds(60);
+/// How long a writer owns its freshly written outbox events before the relay may take them.
+pub const OUTBOX_WRITER_CLAIM: chrono::Duration = chrono::Duration::seconds(60);
+
+pub mod keys {
+    //! Key builders: the only place the key layout is spelled.
+    use super::*;
+
+    pub fn lead_pk(id: LeadId) -> String {
+        format!("LEAD#{id}")
+    }
+    pub const LEAD_SK: &str = "LEAD";
+    pub fn email_pk(email: &Email) -> String {
+        format!("EMAIL#{email}")
+    }
+    pub const EMAIL_SK: &str = "EMAIL";
+    pub fn timeline_sk(entry: &TimelineEntry) -> String {
+        // The random suffix keeps two entries of the same microsecond apart.
+        format!("TL#{}#{}", sortable(entry.at), Uuid::new_v4().simple())
+    }
+    pub fn stage_gsi1pk(lead: &Lead) -> String {
+        format!("STAGE#{}", lead.stage)
+    }
+    pub fn outbox_pk(event_id: Uuid) -> String {
+        format!("OUTBOX#{event_id}")
+    }
+    pub const OUTBOX_SK: &str = "OUTBOX";
+    pub const OUTBOX_GSI1PK: &str = "OUTBOX";
+    pub fn idempotency_pk(key: &str) -> String {
+        format!("IDEMP#{key}")
+    }
+    pub const IDEMPOTENCY_SK: &str = "IDEMP";
+    pub fn counter_pk(name: &str) -> String {
+        format!("COUNTER#{name}")
+    }
+    pub fn counter_sk(day: NaiveDate) -> String {
+        format!("DAY#{day}")
+    }
+}
+
+/// Timestamps in sort keys: fixed width, so string order is time order.
+pub fn sortable(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn unavailable(e: impl std::error::Error + 'static) -> StoreError {
+    StoreError::Unavailable(describe(&e))
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// leadflow's table: leads, e-mail lookups, timelines, outbox, idempotency records, counters.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn put(&self, item: Item) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(corrupt)
+    }
+
+    fn lead_item(lead: &Lead) -> Result<Item, StoreError> {
+        let mut item: Item = serde_dynamo::to_item(lead).map_err(corrupt)?;
+        item.insert("pk".into(), s(keys::lead_pk(lead.id)));
+        item.insert("sk".into(), s(keys::LEAD_SK));
+        item.insert("entity".into(), s("lead"));
+        item.insert("gsi1pk".into(), s(keys::stage_gsi1pk(lead)));
+        item.insert(
+            "gsi1sk".into(),
+            s(format!("{}#{}", sortable(lead.created_at), lead.id)),
+        );
+        Ok(item)
+    }
+
+    fn timeline_item(id: LeadId, entry: &TimelineEntry) -> Result<Item, StoreError> {
+        let mut item: Item = serde_dynamo::to_item(entry).map_err(corrupt)?;
+        item.insert("pk".into(), s(keys::lead_pk(id)));
+        item.insert("sk".into(), s(keys::timeline_sk(entry)));
+        item.insert("entity".into(), s("timeline"));
+        Ok(item)
+    }
+
+    fn outbox_item(
+        event: &EventEnvelope,
+        claimed_until: DateTime<Utc>,
+    ) -> Result<Item, StoreError> {
+        let json = serde_json::to_string(event).map_err(corrupt)?;
+        Ok(HashMap::from([
+            ("pk".into(), s(keys::outbox_pk(event.event_id))),
+            ("sk".into(), s(keys::OUTBOX_SK)),
+            ("entity".into(), s("outbox")),
+            ("gsi1pk".into(), s(keys::OUTBOX_GSI1PK)),
+            (
+                "gsi1sk".into(),
+                s(format!("{}#{}", sortable(claimed_until), event.event_id)),
+            ),
+            ("claimed_until".into(), s(sortable(claimed_until))),
+            ("detail_type".into(), s(event.detail_type())),
+            ("lead_id".into(), s(event.lead_id.to_string())),
+            ("event".into(), s(json)),
+        ]))
+    }
+
+    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item().cloned())
+    }
+}
+
+impl LeadStore for DynamoStore {
+    async fn get(&self, id: LeadId) -> Result<Option<Lead>, StoreError> {
+        match self.get_item(keys::lead_pk(id), keys::LEAD_SK).await? {
+            Some(item) => serde_dynamo::from_item(item).map(Some).map_err(corrupt),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<Lead>, StoreError> {
+        let Some(lookup) = self.get_item(keys::email_pk(email), keys::EMAIL_SK).await? else {
+            return Ok(None);
+        };
+        let id: LeadId = get_s(&lookup, "lead_id")
+            .ok_or_else(|| corrupt("e-mail lookup without lead_id"))?
+            .parse()
+            .map_err(corrupt)?;
+        self.get(id).await
+    }
+
+    async fn write(&self, change: &LeadWrite) -> Result<(), StoreError> {
+        let lead = &change.lead;
+        let mut items = Vec::with_capacity(2 + change.timeline.len() + change.events.len());
+        let lead_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::lead_item(lead)?));
+        let lead_put = match change.expected_version {
+            None => lead_put.condition_expression("attribute_not_exists(pk)"),
+            Some(expected) => lead_put
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", n(expected)),
+        };
+        items.push(
+            TransactWriteItem::builder()
+                .put(lead_put.build().map_err(corrupt)?)
+                .build(),
+        );
+        if change.expected_version.is_none() {
+            // The lookup item makes the e-mail unique: of two concurrent captures of one e-mail,
+            // exactly one transaction can create it.
+            let lookup = HashMap::from([
+                ("pk".to_owned(), s(keys::email_pk(&lead.email))),
+                ("sk".to_owned(), s(keys::EMAIL_SK)),
+                ("entity".to_owned(), s("email_lookup")),
+                ("lead_id".to_owned(), s(lead.id.to_string())),
+            ]);
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(lookup))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(corrupt)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for entry in &change.timeline {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(Self::timeline_item(lead.id, entry)?)?)
+                    .build(),
+            );
+        }
+        let claimed_until = change
+            .events
+            .first()
+            .map(|e| e.occurred_at)
+            .unwrap_or(lead.updated_at)
+            + OUTBOX_WRITER_CLAIM;
+        for event in &change.events {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(Self::outbox_item(event, claimed_until)?)?)
+                    .build(),
+            );
+        }
+
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let Err(err) = result else { return Ok(()) };
+        let canceled = err.as_service_error().and_then(|e| match e {
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                Some(c.cancellation_reasons().iter().map(|r| r.code().unwrap_or_default().to_owned()).collect::<Vec<_>>())
+            }
+            _ => None,
+        });
+        let Some(reasons) = canceled else {
+            return Err(unavailable(err));
+        };
+        let failed = |i: usize| {
+            reasons
+                .get(i)
+                .is_some_and(|c| c == "ConditionalCheckFailed")
+        };
+        match change.expected_version {
+            Some(expected) if failed(0) || reasons.is_empty() => {
+                Err(StoreError::VersionConflict { expected })
+            }
+            None if failed(1) => Err(StoreError::EmailTaken),
+            None if failed(0) => Err(StoreError::Corrupt(format!(
+                "lead id {} exists already",
+                lead.id
+            ))),
+            // Emulators may cancel without reasons; the lookup item tells what happened.
+            None if reasons.is_empty() => match self
+                .get_item(keys::email_pk(&lead.email), keys::EMAIL_SK)
+                .await?
+            {
+                Some(_) => Err(StoreError::EmailTaken),
+                None => Err(StoreError::Unavailable(describe(&err))),
+            },
+            // Transaction conflicts with a concurrent transaction are worth a retry.
+            _ => Err(StoreError::Unavailable(format!(
+                "transaction canceled: {}",
+                reasons.join(", ")
+            ))),
+        }
+    }
+
+    async fn timeline(&self, id: LeadId) -> Result<Vec<TimelineEntry>, StoreError> {
+        let mut entries = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :tl)")
+                .expression_attribute_values(":pk", s(keys::lead_pk(id)))
+                .expression_attribute_values(":tl", s("TL#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items() {
+                entries.push(serde_dynamo::from_item(item.clone()).map_err(corrupt)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(entries),
+            }
+        }
+    }
+}
+
+impl Outbox for DynamoStore {
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("gsi1pk = :pk AND gsi1sk < :now")
+            .expression_attribute_values(":pk", s(keys::OUTBOX_GSI1PK))
+            .expression_attribute_values(":now", s(sortable(now)))
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.items()
+            .iter()
+            .map(|item| {
+                let event = serde_json::from_str(
+                    get_s(item, "event").ok_or_else(|| corrupt("outbox item without event"))?,
+                )
+                .map_err(corrupt)?;
+                let claimed_until = get_s(item, "claimed_until")
+                    .ok_or_else(|| corrupt("outbox item without claimed_until"))?
+                    .parse()
+                    .map_err(corrupt)?;
+                Ok(OutboxEntry {
+                    event,
+                    claimed_until,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        event_id: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::outbox_pk(event_id)))
+            .key("sk", s(keys::OUTBOX_SK))
+            .update_expression("SET claimed_until = :until, gsi1sk = :gsi1sk")
+            .condition_expression("attribute_exists(pk) AND claimed_until < :now")
+            .expression_attribute_values(":until", s(sortable(until)))
+            .expression_attribute_values(":gsi1sk", s(format!("{}#{event_id}", sortable(until))))
+            .expression_attribute_values(":now", s(sortable(now)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn complete(&self, event_ids: &[Uuid]) -> Result<(), StoreError> {
+        // Deletes of different items: one transaction round trip instead of one call each.
+        for chunk in event_ids.chunks(100) {
+            let items = chunk
+                .iter()
+                .map(|id| {
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .key("pk", s(keys::outbox_pk(*id)))
+                        .key("sk", s(keys::OUTBOX_SK))
+                        .build()
+                        .map(|d| TransactWriteItem::builder().delete(d).build())
+                        .map_err(corrupt)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+impl IdempotencyStore for DynamoStore {
+    async fn begin(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        let expires_at = (now + IDEMPOTENCY_RETENTION).timestamp();
+        let locked_until = (now + IDEMPOTENCY_LOCK).timestamp();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(keys::idempotency_pk(key)))
+            .item("sk", s(keys::IDEMPOTENCY_SK))
+            .item("entity", s("idempotency"))
+            .item("state", s("in_progress"))
+            .item("fingerprint", s(fingerprint))
+            .item("locked_until", n(locked_until))
+            .item("expires_at", n(expires_at))
+            // TTL deletes late (up to days), so an expired record counts as absent here; so does
+            // a lock left by a request that died.
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now OR (#state = :in_progress AND locked_until < :now)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .expression_attribute_values(":in_progress", s("in_progress"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => return Ok(IdempotencyBegin::Started),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        let Some(item) = self
+            .get_item(keys::idempotency_pk(key), keys::IDEMPOTENCY_SK)
+            .await?
+        else {
+            // Released between our put and get: let the client retry.
+            return Ok(IdempotencyBegin::InProgress);
+        };
+        if get_s(&item, "fingerprint") != Some(fingerprint) {
+            return Ok(IdempotencyBegin::Mismatch);
+        }
+        match (get_s(&item, "state"), get_s(&item, "response")) {
+            (Some("done"), Some(json)) => Ok(IdempotencyBegin::Replay(
+                serde_json::from_str(json).map_err(corrupt)?,
+            )),
+            _ => Ok(IdempotencyBegin::InProgress),
+        }
+    }
+
+    async fn finish(
+        &self,
+        key: &str,
+        response: &StoredResponse,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(response).map_err(corrupt)?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::idempotency_pk(key)))
+            .key("sk", s(keys::IDEMPOTENCY_SK))
+            .update_expression("SET #state = :done, #response = :response, expires_at = :expires")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#response", "response")
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":response", s(json))
+            .expression_attribute_values(":expires", n((now + IDEMPOTENCY_RETENTION).timestamp()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::idempotency_pk(key)))
+            .key("sk", s(keys::IDEMPOTENCY_SK))
+            .condition_expression("#state = :in_progress")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":in_progress", s("in_progress"))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| {
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception())
+                {
+                    Ok(())
+                } else {
+                    Err(unavailable(e))
+                }
+            })
+    }
+}
+
+impl Counters for DynamoStore {
+    async fn increment(&self, name: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::counter_pk(name)))
+            .key("sk", s(keys::counter_sk(now.date_naive())))
+            .update_expression("ADD #count :one SET entity = :entity")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":entity", s("counter"))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn count(&self, name: &str, day: NaiveDate) -> Result<u64, StoreError> {
+        let item = self
+            .get_item(keys::counter_pk(name), &keys::counter_sk(day))
+            .await?;
+        Ok(item
+            .as_ref()
+            .and_then(|i| i.get("count"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+}

@@ -1,0 +1,98 @@
+//! Domain events: what happened to a lead, announced on the event bus for the next step.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::lead::{Lead, LeadId};
+use crate::stage::Stage;
+use crate::timeline::Actor;
+
+/// Version of the event payloads below. Consumers ignore fields they do not know; a change that
+/// removes or redefines a field raises this number.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The `source` of every leadflow event on the bus (EventBridge rules match on it).
+pub const EVENT_SOURCE: &str = "leadflow";
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum LeadEvent {
+    /// A new lead was identified (stage Inquiry), with everything the form told.
+    LeadCaptured { lead: Box<Lead> },
+    /// A lead moved along the lifecycle.
+    StageChanged {
+        from: Stage,
+        to: Stage,
+        actor: Actor,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+impl LeadEvent {
+    /// The EventBridge `detail-type`: the event's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LeadEvent::LeadCaptured { .. } => "LeadCaptured",
+            LeadEvent::StageChanged { .. } => "StageChanged",
+        }
+    }
+}
+
+/// An event with its identity: the `detail` of an EventBridge entry. `event_id` is what
+/// consumers deduplicate on, since delivery is at least once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    pub schema_version: u32,
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub lead_id: LeadId,
+    #[serde(flatten)]
+    pub event: LeadEvent,
+}
+
+impl EventEnvelope {
+    pub fn new(lead_id: LeadId, occurred_at: DateTime<Utc>, event: LeadEvent) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            event_id: Uuid::now_v7(),
+            occurred_at,
+            lead_id,
+            event,
+        }
+    }
+
+    pub fn detail_type(&self) -> &'static str {
+        self.event.name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_carries_type_and_version() {
+        let id: LeadId = "0190d2a4-0000-7000-8000-000000000001".parse().unwrap();
+        let e = EventEnvelope::new(
+            id,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+            LeadEvent::StageChanged {
+                from: Stage::Inquiry,
+                to: Stage::Mql,
+                actor: Actor::System,
+                reason: None,
+            },
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["type"], "StageChanged");
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["to"], "MQL");
+        assert_eq!(json["actor"]["kind"], "system");
+        let back: EventEnvelope = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.detail_type(), "StageChanged");
+    }
+}

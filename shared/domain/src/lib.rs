@@ -1,0 +1,20 @@
+//! The lead-management domain, pure: no AWS types, no I/O.
+//!
+//! Everything a business rule decides lives here (what a valid lead is, which stage may follow
+//! which, what an event looks like), so the functions only translate between the outside world
+//! and these types.
+
+pub mod email;
+pub mod events;
+pub mod lead;
+pub mod ports;
+pub mod stage;
+pub mod submission;
+pub mod timeline;
+
+pub use email::{Email, EmailError};
+pub use events::{EventEnvelope, LeadEvent, EVENT_SOURCE, SCHEMA_VERSION};
+pub use lead::{Consent, Lead, LeadId, Utm};
+pub use stage::{Stage, TransitionError};
+pub use submission::{FieldErrors, LeadSubmission, SubmissionRules};
+pub use timeline::{Actor, TimelineEntry};

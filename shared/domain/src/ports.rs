@@ -1,0 +1,149 @@
+//! The ports: what the domain needs from storage and messaging, as small traits. Adapters for
+//! DynamoDB and EventBridge live in `leadflow-aws`; handlers are generic over these.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::events::EventEnvelope;
+use crate::lead::{Lead, LeadId};
+use crate::timeline::TimelineEntry;
+use crate::Email;
+
+/// Why a store call failed. `Unavailable` is worth a retry; the others are answers.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A lead with this e-mail exists already (the e-mail lookup item won the race).
+    #[error("a lead with this e-mail exists already")]
+    EmailTaken,
+    /// Someone else changed the lead since it was read.
+    #[error("the lead was changed concurrently (expected version {expected})")]
+    VersionConflict { expected: u64 },
+    /// The record is being written by a concurrent request.
+    #[error("the record is in use by a concurrent request")]
+    Busy,
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One atomic change of a lead: the lead item, its timeline entries and the events to announce
+/// (kept in the outbox until published) are written all or nothing.
+#[derive(Debug, Clone)]
+pub struct LeadWrite {
+    pub lead: Lead,
+    /// `None` for a new lead; otherwise the version read before the change.
+    pub expected_version: Option<u64>,
+    pub timeline: Vec<TimelineEntry>,
+    pub events: Vec<EventEnvelope>,
+}
+
+pub trait LeadStore: Send + Sync {
+    fn get(&self, id: LeadId) -> impl Future<Output = Result<Option<Lead>, StoreError>> + Send;
+    fn find_by_email(
+        &self,
+        email: &Email,
+    ) -> impl Future<Output = Result<Option<Lead>, StoreError>> + Send;
+    /// Writes the change atomically. A new lead fails with `EmailTaken` when its e-mail is known;
+    /// an update fails with `VersionConflict` when the stored version is not the expected one.
+    fn write(&self, change: &LeadWrite) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn timeline(
+        &self,
+        id: LeadId,
+    ) -> impl Future<Output = Result<Vec<TimelineEntry>, StoreError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("publishing to the event bus failed: {0}")]
+pub struct PublishError(pub String);
+
+pub trait EventPublisher: Send + Sync {
+    /// Publishes the events; all are on the bus when this returns Ok.
+    fn publish(
+        &self,
+        events: &[EventEnvelope],
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// An event waiting in the outbox for its publication.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub event: EventEnvelope,
+    pub claimed_until: DateTime<Utc>,
+}
+
+/// The transactional outbox: events written with the change that caused them, removed once
+/// published. A writer holds a short claim on its own events so the relay does not publish
+/// them a second time while the writer is still trying.
+pub trait Outbox: Send + Sync {
+    /// Events whose claim has expired, oldest first.
+    fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send;
+    /// Takes the claim on an event until `until`; false when someone else holds it or it is gone.
+    fn claim(
+        &self,
+        event_id: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Removes published events.
+    fn complete(&self, event_ids: &[Uuid]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A response kept for an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// First use of the key: go ahead, then `finish`.
+    Started,
+    /// The key was used with the same request: answer this again.
+    Replay(StoredResponse),
+    /// The key is in use by a request still running.
+    InProgress,
+    /// The key was used with a different request body.
+    Mismatch,
+}
+
+pub trait IdempotencyStore: Send + Sync {
+    /// Reserves `key` for a request with this fingerprint, or tells what happened to it before.
+    fn begin(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<IdempotencyBegin, StoreError>> + Send;
+    /// Stores the response for replays within the retention window.
+    fn finish(
+        &self,
+        key: &str,
+        response: &StoredResponse,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Releases the key after a failure nobody saw an answer for, so a retry may run.
+    fn release(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Operational counters (per UTC day), e.g. honeypot hits.
+pub trait Counters: Send + Sync {
+    fn increment(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn count(
+        &self,
+        name: &str,
+        day: chrono::NaiveDate,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}

@@ -1,0 +1,100 @@
+//! SQS batches with partial failures (`ReportBatchItemFailures`): a record that fails goes back
+//! to the queue alone, and reaches the DLQ after `maxReceiveCount` receives.
+
+use std::future::Future;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+
+/// Why one record failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Worth another delivery (a dependency was unavailable, a write lost a race).
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Will never succeed (unreadable message). Reported as failed all the same, so it is kept
+    /// and lands in the DLQ for a human, never silently dropped.
+    #[error("poison message: {0}")]
+    Poison(String),
+}
+
+fn failure(id: String) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = id;
+    f
+}
+
+/// Runs `handle` for every record of the batch and reports the failed ones.
+pub async fn for_each_record<F, Fut>(event: SqsEvent, handle: F) -> SqsBatchResponse
+where
+    F: Fn(SqsMessage) -> Fut,
+    Fut: Future<Output = Result<(), RecordError>>,
+{
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        if let Err(err) = handle(record).await {
+            tracing::warn!(message_id = %id, error = %err, "record failed");
+            response.batch_item_failures.push(failure(id));
+        }
+    }
+    response
+}
+
+/// The answer of a function whose issue has not landed yet: every record stays on its queue
+/// (and in time its DLQ) so that nothing is lost before the function exists.
+pub fn not_implemented(function: &str, event: SqsEvent) -> SqsBatchResponse {
+    tracing::warn!(
+        function,
+        records = event.records.len(),
+        "not implemented yet: records left on the queue"
+    );
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = event
+        .records
+        .into_iter()
+        .map(|r| failure(r.message_id.unwrap_or_default()))
+        .collect();
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ids: &[&str]) -> SqsEvent {
+        let mut e = SqsEvent::default();
+        e.records = ids
+            .iter()
+            .map(|id| {
+                let mut m = SqsMessage::default();
+                m.message_id = Some((*id).to_owned());
+                m.body = Some(format!("body-{id}"));
+                m
+            })
+            .collect();
+        e
+    }
+
+    #[tokio::test]
+    async fn only_failed_records_are_reported() {
+        let response = for_each_record(event(&["a", "b", "c"]), |m| async move {
+            match m.body.as_deref() {
+                Some("body-b") => Err(RecordError::Retryable("store busy".into())),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        let ids: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(ids, ["b"]);
+    }
+
+    #[test]
+    fn not_implemented_keeps_every_record() {
+        let response = not_implemented("qualify", event(&["a", "b"]));
+        assert_eq!(response.batch_item_failures.len(), 2);
+    }
+}

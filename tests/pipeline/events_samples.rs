@@ -1,0 +1,123 @@
+//! Every sample in events/ is a valid trigger for its function, fed to the real handler.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use leadflow_domain::EventEnvelope;
+
+use crate::support::TestApp;
+
+fn sample(name: &str) -> String {
+    let path = leadflow_local::workspace_root().join("events").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn every_function_has_a_sample() {
+    let dir = leadflow_local::workspace_root().join("events");
+    for binary in [
+        "capture-form",
+        "score-event",
+        "qualify",
+        "route",
+        "sla-tick",
+        "crm-webhook",
+        "outbox-relay",
+    ] {
+        assert!(
+            dir.join(format!("{binary}.json")).exists(),
+            "events/{binary}.json is missing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_samples_run_through_capture_form() {
+    let app = TestApp::spawn().await;
+    let capture = app
+        .stack
+        .function("capture-form")
+        .unwrap()
+        .http
+        .clone()
+        .unwrap();
+
+    let form =
+        lambda_http::request::from_str(&sample("capture-form.json")).expect("API Gateway v2 event");
+    let response = capture(form).await;
+    assert_eq!(
+        response.status(),
+        303,
+        "the sample's _redirect is on the default allow-list"
+    );
+    assert_eq!(
+        response.headers()["location"],
+        "http://localhost:8080/danke"
+    );
+
+    let json = lambda_http::request::from_str(&sample("capture-form-json.json")).unwrap();
+    let response = capture(json).await;
+    assert_eq!(response.status(), 201);
+
+    let preflight = lambda_http::request::from_str(&sample("capture-form-preflight.json")).unwrap();
+    let response = capture(preflight).await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "http://localhost:8080"
+    );
+
+    let leads = app.items("lead").await;
+    assert_eq!(leads.len(), 2);
+    let consent_ips: Vec<_> = leads
+        .iter()
+        .filter_map(|l| {
+            l.get("consent")?
+                .as_m()
+                .ok()?
+                .get("ip")?
+                .as_s()
+                .ok()
+                .cloned()
+        })
+        .collect();
+    assert_eq!(
+        consent_ips,
+        ["203.0.113.17", "203.0.113.17"],
+        "the source IP comes from the request context"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqs_and_schedule_samples_parse_and_run() {
+    let app = TestApp::spawn().await;
+    for binary in ["qualify", "score-event", "route", "crm-webhook"] {
+        let event: SqsEvent =
+            serde_json::from_str(&sample(&format!("{binary}.json"))).expect("SQS event");
+        assert!(!event.records.is_empty());
+        let f = app.stack.function(binary).unwrap();
+        let response = (f.sqs.as_ref().unwrap())(event.clone()).await;
+        if !f.implemented {
+            assert_eq!(
+                response.batch_item_failures.len(),
+                event.records.len(),
+                "{binary} keeps its records"
+            );
+        }
+    }
+    let qualify: SqsEvent = serde_json::from_str(&sample("qualify.json")).unwrap();
+    let body = qualify.records[0].body.as_deref().unwrap();
+    let envelope: EventBridgeEvent<EventEnvelope> =
+        serde_json::from_str(body).expect("a LeadCaptured envelope");
+    assert_eq!(envelope.detail_type, "LeadCaptured");
+    assert_eq!(envelope.detail.detail_type(), "LeadCaptured");
+
+    for binary in ["sla-tick", "outbox-relay"] {
+        let event: EventBridgeEvent<serde_json::Value> =
+            serde_json::from_str(&sample(&format!("{binary}.json"))).unwrap();
+        assert!(event.time.is_some());
+        let f = app.stack.function(binary).unwrap();
+        (f.schedule.as_ref().unwrap())(event)
+            .await
+            .expect("scheduled run succeeds");
+    }
+}

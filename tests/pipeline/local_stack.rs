@@ -1,0 +1,188 @@
+//! The local stack behaves like the AWS wiring it stands in for.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use leadflow_local::functions::SqsHandler;
+use leadflow_local::poller::Poller;
+
+use crate::support::TestApp;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_template_is_provisioned_with_every_function_and_trigger() {
+    let app = TestApp::spawn().await;
+    let m = &app.stack.manifest;
+    let binaries: BTreeSet<&str> = m.functions.values().map(|f| f.binary.as_str()).collect();
+    assert_eq!(
+        binaries,
+        BTreeSet::from([
+            "capture-form",
+            "crm-webhook",
+            "outbox-relay",
+            "qualify",
+            "route",
+            "score-event",
+            "sla-tick"
+        ])
+    );
+    for binary in ["score-event", "qualify", "route", "crm-webhook"] {
+        let (_, f) = m.function_by_binary(binary).unwrap();
+        assert_eq!(f.queues.len(), 1, "{binary} is fed by one queue");
+        assert!(
+            f.queues[0].report_batch_item_failures,
+            "{binary} reports batch item failures"
+        );
+        assert!(f.queues[0].batch_size >= 1);
+        assert!(f.environment.contains_key("TABLE_NAME"));
+    }
+    let schedules: Vec<_> = app
+        .stack
+        .schedules()
+        .into_iter()
+        .map(|s| (s.function, s.every.is_some()))
+        .collect();
+    assert!(
+        schedules.contains(&("SlaTickFunction".into(), true)),
+        "{schedules:?}"
+    );
+    assert!(
+        schedules.contains(&("OutboxRelayFunction".into(), true)),
+        "{schedules:?}"
+    );
+    for q in [
+        "QualifyQueue",
+        "ScoreEventQueue",
+        "RouteQueue",
+        "CrmWebhookQueue",
+    ] {
+        let attrs = app
+            .sqs
+            .get_queue_attributes()
+            .queue_url(app.resource(q))
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .unwrap();
+        let policy = attrs
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy))
+            .cloned();
+        assert!(
+            policy.is_some_and(|p| p.contains("maxReceiveCount")),
+            "{q} has a DLQ"
+        );
+    }
+}
+
+/// A poller acts like an event source mapping: successes are deleted, reported failures stay
+/// and reach the DLQ after maxReceiveCount receives.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_batch_items_stay_and_reach_the_dlq() {
+    let app = TestApp::spawn().await;
+    let (_, qualify) = app.stack.manifest.function_by_binary("qualify").unwrap();
+    let source = qualify.queues[0].clone();
+    let queue = app.resource("QualifyQueue").to_owned();
+    // The template's 60 s visibility timeout would make five receives take five minutes.
+    app.sqs
+        .set_queue_attributes()
+        .queue_url(&queue)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
+        .send()
+        .await
+        .unwrap();
+    for body in ["good-1", "poison", "good-2"] {
+        app.sqs
+            .send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let handler: SqsHandler = Arc::new(|event: SqsEvent| {
+        Box::pin(async move {
+            let mut response = SqsBatchResponse::default();
+            for r in event.records {
+                if r.body.as_deref() == Some("poison") {
+                    let mut f = BatchItemFailure::default();
+                    f.item_identifier = r.message_id.unwrap_or_default();
+                    response.batch_item_failures.push(f);
+                }
+            }
+            response
+        })
+    });
+    let poller = Poller {
+        client: app.sqs.clone(),
+        queue_arn: app
+            .stack
+            .manifest
+            .queue_arns
+            .get("QualifyQueue")
+            .cloned()
+            .unwrap_or_default(),
+        source,
+        handler,
+    };
+    let mut deleted = 0;
+    let mut failed = 0;
+    for _ in 0..10 {
+        let o = poller.poll_once(Duration::from_secs(2)).await.unwrap();
+        deleted += o.deleted;
+        failed += o.failed;
+        if o.received == 0 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+    }
+    assert_eq!(deleted, 2, "both good messages were processed once");
+    assert_eq!(
+        failed, 5,
+        "the poison message was tried maxReceiveCount times"
+    );
+    let dlq = app.resource("QualifyDLQ").to_owned();
+    let in_dlq = app
+        .sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<_> = in_dlq.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies, ["poison"]);
+}
+
+/// Functions whose issue has not landed keep every record (nothing is lost), and the local
+/// stack does not poll their queues.
+#[tokio::test(flavor = "multi_thread")]
+async fn unimplemented_functions_keep_their_records() {
+    let app = TestApp::spawn().await;
+    let pollers = app.stack.pollers();
+    let polled: Vec<_> = pollers
+        .iter()
+        .map(|p| p.source.queue_logical_id.clone())
+        .collect();
+    for f in app.stack.functions.values().filter(|f| f.sqs.is_some()) {
+        let queue = &f.spec.queues[0].queue_logical_id;
+        assert_eq!(polled.contains(queue), f.implemented, "{queue}");
+        if !f.implemented {
+            let mut event = SqsEvent::default();
+            let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+            m.message_id = Some("m1".into());
+            event.records.push(m);
+            let response = (f.sqs.as_ref().unwrap())(event).await;
+            assert_eq!(
+                response.batch_item_failures.len(),
+                1,
+                "{} keeps the record",
+                f.binary
+            );
+        }
+    }
+}

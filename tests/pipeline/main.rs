@@ -1,0 +1,11 @@
+//! Integration tests: the real handlers against an AWS emulator, each test with its own stack
+//! provisioned from template.yaml. `cargo test` starts the emulator itself (installing moto into
+//! `.local/venv` on first use); set `AWS_ENDPOINT_URL` to use another (e.g. LocalStack), and
+//! `TEST_LOG=1` to see the handlers' logs.
+
+mod capture;
+mod events_samples;
+mod local_stack;
+mod openapi;
+mod outbox;
+mod support;

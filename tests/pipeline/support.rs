@@ -1,0 +1,191 @@
+//! Test harness: one emulator per test binary (started on a free port, installed first if
+//! needed), and for each test its own stack of resources provisioned from template.yaml, its
+//! own HTTP server with the real handlers, and SDK clients.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use leadflow_local::{Emulator, LocalStack};
+use serde_json::Value;
+
+static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+
+/// The emulator all tests of this binary share: `AWS_ENDPOINT_URL` if set, else a moto server
+/// started here on a free port. It exits with this process.
+pub fn emulator_endpoint() -> &'static str {
+    EMULATOR
+        .get_or_init(|| {
+            if std::env::var_os("TEST_LOG").is_some() {
+                let _ = tracing_subscriber_init();
+            }
+            Emulator::from_env_or_start("127.0.0.1", 0).expect("the emulator starts")
+        })
+        .endpoint()
+}
+
+fn tracing_subscriber_init() -> Result<(), ()> {
+    leadflow_lambda::init_tracing();
+    Ok(())
+}
+
+pub struct TestApp {
+    pub stack: LocalStack,
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// A fresh stack (template parameters `params`), served on a free port.
+    pub async fn spawn_with(params: &[&str]) -> Self {
+        let endpoint = tokio::task::spawn_blocking(emulator_endpoint)
+            .await
+            .expect("emulator thread");
+        let name = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+        let stack = LocalStack::provision(endpoint, &name, &params)
+            .await
+            .expect("template.yaml provisions");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(stack.router().serve(listener));
+        let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+        let dynamo = aws_sdk_dynamodb::Client::new(&stack.sdk);
+        let events = aws_sdk_eventbridge::Client::new(&stack.sdk);
+        Self {
+            stack,
+            base_url,
+            http: reqwest::Client::new(),
+            sqs,
+            dynamo,
+            events,
+            server,
+        }
+    }
+
+    pub fn resource(&self, logical_id: &str) -> &str {
+        self.stack
+            .manifest
+            .resource(logical_id)
+            .unwrap_or_else(|| panic!("template.yaml declares {logical_id}"))
+    }
+
+    pub fn table(&self) -> &str {
+        self.resource("LeadsTable")
+    }
+
+    pub fn leads_url(&self) -> String {
+        format!("{}/leads", self.base_url)
+    }
+
+    pub async fn post_form(&self, body: &'static str) -> reqwest::Response {
+        self.http
+            .post(self.leads_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.leads_url())
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Every message now on the queue (waits briefly for stragglers), removed from it.
+    pub async fn drain(&self, queue_logical_id: &str) -> Vec<Value> {
+        let url = self.resource(queue_logical_id).to_owned();
+        let mut out = Vec::new();
+        let mut empty_polls = 0;
+        while empty_polls < 2 {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            if got.messages().is_empty() {
+                empty_polls += 1;
+                continue;
+            }
+            for m in got.messages() {
+                out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("JSON message"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        out
+    }
+
+    /// The LeadCaptured events that reached the qualify queue.
+    pub async fn captured_events(&self) -> Vec<Value> {
+        let all = self.drain("QualifyQueue").await;
+        assert!(
+            all.iter().all(|e| e["source"] == "leadflow"),
+            "only leadflow events: {all:?}"
+        );
+        all.into_iter()
+            .filter(|e| e["detail-type"] == "LeadCaptured")
+            .collect()
+    }
+
+    /// Items of one entity type (`lead`, `timeline`, `outbox`, ...), by a full scan.
+    pub async fn items(&self, entity: &str) -> Vec<HashMap<String, AttributeValue>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .dynamo
+                .scan()
+                .table_name(self.table())
+                .filter_expression("entity = :e")
+                .expression_attribute_values(":e", AttributeValue::S(entity.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return items,
+            }
+        }
+    }
+}
+
+pub fn s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> &'a str {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .unwrap_or_default()
+}
