@@ -9,3 +9,4 @@ mod local_stack;
 mod openapi;
 mod outbox;
 mod support;
+mod template;

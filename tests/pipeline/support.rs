@@ -57,7 +57,7 @@ impl TestApp {
             .expect("emulator thread");
         let name = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
-        let stack = LocalStack::provision(endpoint, &name, &params)
+        let stack = LocalStack::provision(endpoint, &name, &params, false)
             .await
             .expect("template.yaml provisions");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

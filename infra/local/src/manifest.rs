@@ -67,11 +67,13 @@ pub enum ProvisionError {
 
 impl Manifest {
     /// Provisions `template.yaml` as stack `stack_name` on the emulator at `endpoint`.
-    /// `params` are template parameters (`Key=Value`).
+    /// `params` are template parameters (`Key=Value`). With `reuse`, a stack of that name that
+    /// exists already (on an emulator that outlives `cargo dev`, e.g. LocalStack) is used as it is.
     pub fn provision(
         endpoint: &str,
         stack_name: &str,
         params: &[String],
+        reuse: bool,
     ) -> Result<Self, ProvisionError> {
         let python = ensure_venv()?;
         let mut cmd = Command::new(python);
@@ -83,6 +85,9 @@ impl Manifest {
         ]);
         for p in params {
             cmd.args(["--param", p]);
+        }
+        if reuse {
+            cmd.arg("--reuse");
         }
         let failed = |reason: String| ProvisionError::Failed {
             endpoint: endpoint.to_owned(),

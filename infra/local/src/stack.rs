@@ -40,11 +40,12 @@ impl LocalStack {
         endpoint: &str,
         stack_name: &str,
         params: &[String],
+        reuse: bool,
     ) -> Result<Self, StackError> {
         let (endpoint_owned, name, params) =
             (endpoint.to_owned(), stack_name.to_owned(), params.to_vec());
         let manifest = tokio::task::spawn_blocking(move || {
-            Manifest::provision(&endpoint_owned, &name, &params)
+            Manifest::provision(&endpoint_owned, &name, &params, reuse)
         })
         .await
         .map_err(|e| ProvisionError::Failed {

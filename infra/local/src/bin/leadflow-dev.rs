@@ -79,7 +79,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Emulator::from_env_or_start("127.0.0.1", emulator_port)
     })
     .await??;
-    let stack = LocalStack::provision(emulator.endpoint(), &args.stack_name, &args.params).await?;
+    // An emulator started here is empty; one from AWS_ENDPOINT_URL may hold the stack of an
+    // earlier run, which is used as it is.
+    let stack = LocalStack::provision(
+        emulator.endpoint(),
+        &args.stack_name,
+        &args.params,
+        !emulator.is_owned(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.http_port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.http_port))?;
@@ -111,7 +119,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         for q in &f.spec.queues {
             let polled = f.implemented;
             println!(
-                "  queue     {} -> {} (batch {}){}",
+                "  queue     {} -> {} (batch {}){}\n            {}",
                 q.queue_logical_id,
                 f.binary,
                 q.batch_size,
@@ -119,7 +127,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     ""
                 } else {
                     ": not polled, the function is not implemented yet; messages wait in the queue"
-                }
+                },
+                q.queue_url
             );
         }
     }
