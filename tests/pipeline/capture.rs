@@ -348,6 +348,22 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(bad_key.status(), 422);
+    let non_ascii = app
+        .http
+        .post(app.leads_url())
+        .header(
+            "idempotency-key",
+            reqwest::header::HeaderValue::from_bytes("schlüssel".as_bytes()).unwrap(),
+        )
+        .json(&json!({"email": "a@b.de"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        non_ascii.status(),
+        422,
+        "a key that is not ASCII is refused, not ignored"
+    );
 
     assert!(app.items("lead").await.is_empty());
     assert!(app.captured_events().await.is_empty());

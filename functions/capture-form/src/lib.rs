@@ -208,6 +208,12 @@ fn client_context(req: &Request) -> SubmissionContext {
     }
 }
 
+/// A short random pause after losing a race, so the losers do not collide again.
+async fn lost_race() {
+    let jitter = uuid::Uuid::new_v4().as_u128() % 20;
+    tokio::time::sleep(std::time::Duration::from_millis(5 + jitter as u64)).await;
+}
+
 /// Counted and answered like a success, so a bot learns nothing.
 fn fake_acceptance() -> serde_json::Value {
     json!({ "lead_id": LeadId::new_at(Utc::now()), "status": "created" })
@@ -329,10 +335,11 @@ where
             return respond(Answer::json(StatusCode::CREATED, fake_acceptance()));
         }
 
-        let key = match header_str(req.headers(), IDEMPOTENCY_HEADER) {
+        // Read as bytes: a key that is not ASCII must be refused, not taken for no key at all.
+        let key = match req.headers().get(IDEMPOTENCY_HEADER).map(|v| v.as_bytes()) {
             None => None,
-            Some(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
-                Some(k.to_owned())
+            Some(k) if (1..=255).contains(&k.len()) && k.iter().all(u8::is_ascii_graphic) => {
+                Some(String::from_utf8_lossy(k).into_owned())
             }
             Some(_) => {
                 return Answer::fields(BTreeMap::from([(
@@ -427,7 +434,10 @@ where
                             let body = json!({ "lead_id": write.lead.id, "status": "created" });
                             return Ok((StatusCode::CREATED, body, write.events));
                         }
-                        Err(e @ StoreError::EmailTaken) => last_err = Some(e),
+                        Err(e @ (StoreError::EmailTaken | StoreError::Busy)) => {
+                            last_err = Some(e);
+                            lost_race().await;
+                        }
                         Err(e) => return Err(e),
                     }
                 }
@@ -447,12 +457,9 @@ where
                             let body = json!({ "lead_id": write.lead.id, "status": "updated", "changed_fields": merged.changed_fields });
                             return Ok((StatusCode::OK, body, vec![]));
                         }
-                        Err(e @ StoreError::VersionConflict { .. }) => {
+                        Err(e @ (StoreError::VersionConflict { .. } | StoreError::Busy)) => {
                             last_err = Some(e);
-                            // Jitter spreads the losers of a race so they do not collide again.
-                            let jitter = uuid::Uuid::new_v4().as_u128() % 20;
-                            tokio::time::sleep(std::time::Duration::from_millis(5 + jitter as u64))
-                                .await;
+                            lost_race().await;
                         }
                         Err(e) => return Err(e),
                     }

@@ -54,6 +54,28 @@ def log(message: str) -> None:
     print(f"emulator: {message}", file=sys.stderr, flush=True)
 
 
+def make_dynamodb_writes_atomic() -> None:
+    """Serialise moto's DynamoDB writes, as DynamoDB does per item.
+
+    moto checks a ConditionExpression and then writes without a lock, so two concurrent
+    conditional writes (or transactions) can both pass: a lost update that real DynamoDB never
+    allows. leadflow relies on that guarantee (unique e-mails, optimistic versions, outbox
+    claims), and its tests check it under concurrency, so the emulator must keep it too.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self, *args, __original=original, **kwargs):
+            with lock:
+                return __original(self, *args, **kwargs)
+
+        locked.__name__ = name
+        setattr(DynamoDBBackend, name, locked)
+
+
 def make_server(host: str, port: int):
     """Bind the WSGI server in this thread, so a busy port is reported here and not lost in a thread."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -115,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    make_dynamodb_writes_atomic()
     try:
         app, server = make_server(args.host, args.port)
     except OSError as exc:

@@ -31,14 +31,13 @@ pub fn workspace_root() -> PathBuf {
 /// The region everything local runs in.
 pub const LOCAL_REGION: &str = "us-east-1";
 
-/// An SDK configuration for the emulator: its endpoint, a fixed region, and dummy credentials
-/// unless real ones are configured (LocalStack and moto accept any).
-pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+/// An SDK configuration for the emulator: its endpoint, the region the stack was provisioned
+/// in (whatever `AWS_REGION` says), and dummy credentials unless real ones are configured
+/// (LocalStack and moto accept any).
+pub async fn sdk_config(endpoint: &str, region: &str) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
-        .region(aws_config::Region::new(
-            std::env::var("AWS_REGION").unwrap_or_else(|_| LOCAL_REGION.to_owned()),
-        ));
+        .region(aws_config::Region::new(region.to_owned()));
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
         loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "test",

@@ -52,7 +52,7 @@ impl LocalStack {
             endpoint: endpoint.to_owned(),
             reason: e.to_string(),
         })??;
-        let sdk = crate::sdk_config(endpoint).await;
+        let sdk = crate::sdk_config(endpoint, &manifest.region).await;
         let functions = functions::build(&manifest, &sdk)?;
         Ok(Self {
             manifest,

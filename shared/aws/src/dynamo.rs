@@ -285,7 +285,9 @@ impl LeadStore for DynamoStore {
                 Some(_) => Err(StoreError::EmailTaken),
                 None => Err(StoreError::Unavailable(describe(&err))),
             },
-            // Transaction conflicts with a concurrent transaction are worth a retry.
+            // DynamoDB cancels a transaction that collides with another one on an item
+            // (TransactionConflict): the caller may retry at once.
+            _ if reasons.iter().any(|c| c == "TransactionConflict") => Err(StoreError::Busy),
             _ => Err(StoreError::Unavailable(format!(
                 "transaction canceled: {}",
                 reasons.join(", ")

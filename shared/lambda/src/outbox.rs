@@ -3,8 +3,9 @@
 //! A change and its events are written in one DynamoDB transaction (the events as outbox
 //! items). The writer then publishes them at once and removes them. If publishing fails, the
 //! items stay; the scheduled relay publishes them once the writer's claim has expired. Delivery
-//! is therefore at least once; a duplicate is possible only when publishing succeeded and the
-//! removal then failed, and consumers deduplicate on `event_id`.
+//! is therefore at least once. A duplicate is possible when publishing succeeded but the removal
+//! failed, when a publish timed out after reaching the bus, or when a batch failed in part (the
+//! whole batch is retried); consumers deduplicate on `event_id` (docs/data-model.md).
 
 use chrono::{DateTime, Duration, Utc};
 use leadflow_domain::ports::{EventPublisher, Outbox, StoreError};
@@ -12,8 +13,10 @@ use leadflow_domain::EventEnvelope;
 
 /// How long the relay owns the events it is publishing.
 pub const RELAY_CLAIM: Duration = Duration::seconds(60);
-/// Events the relay takes per run.
+/// Events the relay takes per round.
 pub const RELAY_BATCH: usize = 100;
+/// Rounds per run: a backlog left by an outage drains at up to 1,000 events a run, not 100.
+pub const RELAY_ROUNDS: usize = 10;
 
 /// What happened to freshly written events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,29 +66,38 @@ pub async fn relay<O: Outbox, P: EventPublisher>(
     now: DateTime<Utc>,
 ) -> Result<RelayReport, RelayError> {
     let mut report = RelayReport::default();
-    let due = outbox.due(now, RELAY_BATCH).await?;
-    let mut claimed = Vec::with_capacity(due.len());
-    for entry in due {
-        if outbox
-            .claim(entry.event.event_id, now, now + RELAY_CLAIM)
-            .await?
-        {
-            claimed.push(entry.event);
-        } else {
-            report.skipped += 1;
+    for _ in 0..RELAY_ROUNDS {
+        let due = outbox.due(now, RELAY_BATCH).await?;
+        let full_round = due.len() == RELAY_BATCH;
+        let mut claimed = Vec::with_capacity(due.len());
+        for entry in due {
+            if outbox
+                .claim(entry.event.event_id, now, now + RELAY_CLAIM)
+                .await?
+            {
+                claimed.push(entry.event);
+            } else {
+                report.skipped += 1;
+            }
         }
-    }
-    for chunk in claimed.chunks(10) {
-        match publisher.publish(chunk).await {
-            Ok(()) => {
-                let ids: Vec<_> = chunk.iter().map(|e| e.event_id).collect();
-                outbox.complete(&ids).await?;
-                report.published += chunk.len();
+        let mut failed = false;
+        for chunk in claimed.chunks(10) {
+            match publisher.publish(chunk).await {
+                Ok(()) => {
+                    let ids: Vec<_> = chunk.iter().map(|e| e.event_id).collect();
+                    outbox.complete(&ids).await?;
+                    report.published += chunk.len();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, events = chunk.len(), "relay publish failed; retried when the claim expires");
+                    report.failed += chunk.len();
+                    failed = true;
+                }
             }
-            Err(err) => {
-                tracing::warn!(error = %err, events = chunk.len(), "relay publish failed; retried when the claim expires");
-                report.failed += chunk.len();
-            }
+        }
+        // Claimed events no longer count as due, so a full round means more may wait.
+        if !full_round || failed {
+            break;
         }
     }
     Ok(report)
