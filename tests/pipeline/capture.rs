@@ -228,6 +228,7 @@ async fn an_idempotency_key_expires_after_24_hours() {
             app.events.clone(),
             app.resource("LeadBus"),
         ),
+        leadflow_aws::sqs::SqsEventQueue::new(app.sqs.clone(), app.resource("ScoreEventQueue")),
         capture_form::CaptureConfig::new("", "", "_gotcha", "email").unwrap(),
     );
     let request = || {

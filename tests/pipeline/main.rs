@@ -10,3 +10,4 @@ mod openapi;
 mod outbox;
 mod support;
 mod template;
+mod tracking;

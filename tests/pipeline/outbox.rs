@@ -39,6 +39,7 @@ async fn a_failed_publish_is_delivered_once_by_the_relay() {
             inner: publisher(),
             failures: AtomicUsize::new(1),
         },
+        leadflow_aws::sqs::SqsEventQueue::new(app.sqs.clone(), app.resource("ScoreEventQueue")),
         capture_form::CaptureConfig::new("", "", "_gotcha", "email").unwrap(),
     );
     let now = chrono::Utc::now();
@@ -102,6 +103,7 @@ async fn two_relays_racing_publish_each_event_once() {
             inner: publisher(),
             failures: AtomicUsize::new(5),
         },
+        leadflow_aws::sqs::SqsEventQueue::new(app.sqs.clone(), app.resource("ScoreEventQueue")),
         capture_form::CaptureConfig::new("", "", "_gotcha", "email").unwrap(),
     );
     let now = chrono::Utc::now();

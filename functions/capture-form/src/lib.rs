@@ -12,16 +12,20 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use leadflow_domain::lead::SubmissionContext;
 use leadflow_domain::ports::{
     Counters, EventPublisher, IdempotencyBegin, IdempotencyStore, LeadStore, LeadWrite, Outbox,
-    StoreError, StoredResponse,
+    StoreError, StoredResponse, TrackedEventQueue,
 };
 use leadflow_domain::submission::FieldErrors;
-use leadflow_domain::{EventEnvelope, Lead, LeadId, LeadSubmission, SubmissionRules};
+use leadflow_domain::tracking::MAX_EVENTS_PER_BATCH;
+use leadflow_domain::{EventEnvelope, Lead, LeadId, LeadSubmission, SubmissionRules, TrackedEvent};
 use leadflow_lambda::config::{self, ConfigError};
 use leadflow_lambda::outbox::deliver;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::decode::{body_kind, decode, DecodeError, MAX_BODY_BYTES};
+use crate::decode::{body_kind, decode, BodyKind, DecodeError, MAX_BODY_BYTES};
+
+/// A batch of 100 events with long URLs and properties fits; SQS takes 256 KiB per message.
+pub const MAX_EVENTS_BODY_BYTES: usize = 128 * 1024;
 
 /// The counter that honeypot hits go to (per UTC day).
 pub const HONEYPOT_COUNTER: &str = "honeypot_hits";
@@ -107,10 +111,34 @@ impl CaptureConfig {
 
 /// The capture handler, generic over its store and publisher so tests and `cargo dev` run the
 /// same code as Lambda.
-pub struct CaptureForm<S, P> {
+pub struct CaptureForm<S, P, Q> {
     store: S,
     publisher: P,
+    queue: Q,
     config: CaptureConfig,
+}
+
+/// The paths this function serves (template.yaml routes them here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Leads,
+    Events,
+}
+
+impl Route {
+    fn of(path: &str) -> Option<Self> {
+        match path.trim_end_matches('/') {
+            "/leads" => Some(Route::Leads),
+            "/events" => Some(Route::Events),
+            _ => None,
+        }
+    }
+
+    fn allowed_methods(self) -> &'static str {
+        match self {
+            Route::Leads | Route::Events => "POST, OPTIONS",
+        }
+    }
 }
 
 /// An answer before it becomes an HTTP response (so it can be stored for idempotent replays).
@@ -219,15 +247,17 @@ fn fake_acceptance() -> serde_json::Value {
     json!({ "lead_id": LeadId::new_at(Utc::now()), "status": "created" })
 }
 
-impl<S, P> CaptureForm<S, P>
+impl<S, P, Q> CaptureForm<S, P, Q>
 where
     S: LeadStore + Outbox + IdempotencyStore + Counters,
     P: EventPublisher,
+    Q: TrackedEventQueue,
 {
-    pub fn new(store: S, publisher: P, config: CaptureConfig) -> Self {
+    pub fn new(store: S, publisher: P, queue: Q, config: CaptureConfig) -> Self {
         Self {
             store,
             publisher,
+            queue,
             config,
         }
     }
@@ -240,15 +270,22 @@ where
     pub async fn handle_at(&self, req: Request, now: DateTime<Utc>) -> Response<Body> {
         let origin = header_str(req.headers(), "origin").map(str::to_owned);
         let cors_origin = origin.filter(|o| self.config.origin_allowed(o));
-        let answer = match (req.method(), req.uri().path().trim_end_matches('/')) {
-            (&Method::OPTIONS, "/leads") => self.preflight(&req, cors_origin.is_some()),
-            (&Method::POST, "/leads") => self.post_lead(&req, now).await,
-            (_, "/leads") => {
-                let mut a = Answer::error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
-                a.headers.push(("allow".into(), "POST, OPTIONS".into()));
-                a
-            }
-            _ => Answer::error(StatusCode::NOT_FOUND, "no such route"),
+        let answer = match Route::of(req.uri().path()) {
+            None => Answer::error(StatusCode::NOT_FOUND, "no such route"),
+            Some(route) => match (req.method(), route) {
+                (&Method::OPTIONS, _) => self.preflight(&req, route, cors_origin.is_some()),
+                (&Method::POST, Route::Leads) => self.post_lead(&req, now).await,
+                (&Method::POST, Route::Events) => self.post_events(&req, now).await,
+                _ => {
+                    let mut a = Answer::error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        format!("allowed: {}", route.allowed_methods()),
+                    );
+                    a.headers
+                        .push(("allow".into(), route.allowed_methods().into()));
+                    a
+                }
+            },
         };
         let mut response = answer.into_response();
         if let Some(origin) = cors_origin {
@@ -265,20 +302,23 @@ where
         response
     }
 
-    fn preflight(&self, req: &Request, origin_allowed: bool) -> Answer {
+    fn preflight(&self, req: &Request, route: Route, origin_allowed: bool) -> Answer {
         if !origin_allowed {
-            return Answer::error(StatusCode::FORBIDDEN, "this origin may not submit leads");
+            return Answer::error(StatusCode::FORBIDDEN, "this origin may not call this API");
         }
         let method = header_str(req.headers(), "access-control-request-method").unwrap_or("POST");
-        if !method.eq_ignore_ascii_case("POST") {
-            return Answer::error(StatusCode::METHOD_NOT_ALLOWED, "only POST is allowed");
+        let allowed = route.allowed_methods();
+        if method.eq_ignore_ascii_case("OPTIONS")
+            || !allowed.split(", ").any(|m| m.eq_ignore_ascii_case(method))
+        {
+            return Answer::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("allowed: {allowed}"),
+            );
         }
         let mut a = Answer::json(StatusCode::NO_CONTENT, serde_json::Value::Null);
         a.headers.extend([
-            (
-                "access-control-allow-methods".into(),
-                "POST, OPTIONS".into(),
-            ),
+            ("access-control-allow-methods".into(), allowed.into()),
             (
                 "access-control-allow-headers".into(),
                 "Content-Type, Idempotency-Key".into(),
@@ -286,6 +326,76 @@ where
             ("access-control-max-age".into(), "600".into()),
         ]);
         a
+    }
+
+    /// `POST /events`: a batch of behavioural events, each validated on its own; the valid ones
+    /// are queued for scoring. Answers 202 with the fate of every event.
+    async fn post_events(&self, req: &Request, now: DateTime<Utc>) -> Answer {
+        let body: &[u8] = req.body().as_ref();
+        if body.len() > MAX_EVENTS_BODY_BYTES {
+            return Answer::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_EVENTS_BODY_BYTES} bytes"),
+            );
+        }
+        match body_kind(header_str(req.headers(), "content-type")) {
+            Ok(BodyKind::Json) => {}
+            _ => return Answer::error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json"),
+        }
+        let value: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Answer::error(
+                    StatusCode::BAD_REQUEST,
+                    format!("malformed body: invalid JSON: {e}"),
+                )
+            }
+        };
+        let items = match value.get("events").and_then(|e| e.as_array()) {
+            Some(items) if !items.is_empty() && items.len() <= MAX_EVENTS_PER_BATCH => items,
+            _ => {
+                return Answer::fields(BTreeMap::from([(
+                    "events".into(),
+                    format!("must be a list of 1 to {MAX_EVENTS_PER_BATCH} events"),
+                )]))
+            }
+        };
+        let mut accepted = Vec::new();
+        let mut results = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let event_id = item.get("event_id").cloned().unwrap_or_default();
+            match TrackedEvent::parse(item, now) {
+                Ok(event) => {
+                    // A repeated event_id within the batch is the same event.
+                    if !accepted.iter().any(|a: &TrackedEvent| a.event_id == event.event_id) {
+                        accepted.push(event);
+                    }
+                    results.push(json!({ "index": index, "event_id": event_id, "status": "accepted" }));
+                }
+                Err(errors) => {
+                    results.push(json!({ "index": index, "event_id": event_id, "status": "rejected", "errors": errors }))
+                }
+            }
+        }
+        if let Err(err) = self.queue.enqueue(&accepted).await {
+            tracing::error!(error = %err, "tracked events not queued");
+            let mut a = Answer::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "events cannot be queued right now; retry the batch (event ids make that safe)",
+            );
+            a.headers.push(("retry-after".into(), "1".into()));
+            return a;
+        }
+        let rejected = results.iter().filter(|r| r["status"] == "rejected").count();
+        tracing::info!(
+            accepted = items.len() - rejected,
+            rejected,
+            "events received"
+        );
+        Answer::json(
+            StatusCode::ACCEPTED,
+            json!({ "accepted": items.len() - rejected, "rejected": rejected, "results": results }),
+        )
     }
 
     async fn post_lead(&self, req: &Request, now: DateTime<Utc>) -> Answer {

@@ -2,6 +2,7 @@ use capture_form::{CaptureConfig, CaptureForm};
 use lambda_http::{service_fn, Error, Request};
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::eventbridge::EventBridgePublisher;
+use leadflow_aws::sqs::SqsEventQueue;
 use leadflow_lambda::config::required;
 
 #[tokio::main]
@@ -16,7 +17,11 @@ async fn main() -> Result<(), Error> {
         leadflow_aws::aws_sdk_eventbridge::Client::new(&sdk),
         required("EVENT_BUS_NAME")?,
     );
-    let handler = CaptureForm::new(store, publisher, CaptureConfig::from_env()?);
+    let queue = SqsEventQueue::new(
+        leadflow_aws::aws_sdk_sqs::Client::new(&sdk),
+        required("SCORE_EVENT_QUEUE_URL")?,
+    );
+    let handler = CaptureForm::new(store, publisher, queue, CaptureConfig::from_env()?);
     let handler = &handler;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(handler.handle(req).await)

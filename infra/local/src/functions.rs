@@ -12,6 +12,7 @@ use capture_form::{CaptureConfig, CaptureForm};
 use lambda_http::{Body, Request, Response};
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::eventbridge::EventBridgePublisher;
+use leadflow_aws::sqs::SqsEventQueue;
 use outbox_relay::OutboxRelay;
 
 use crate::manifest::{FunctionSpec, Manifest};
@@ -61,6 +62,7 @@ pub fn build(
 ) -> Result<BTreeMap<String, LocalFunction>, BuildError> {
     let dynamo = leadflow_aws::aws_sdk_dynamodb::Client::new(sdk);
     let events = leadflow_aws::aws_sdk_eventbridge::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
     let mut out = BTreeMap::new();
     for (logical_id, spec) in &manifest.functions {
         let env = |name: &'static str| {
@@ -97,6 +99,7 @@ pub fn build(
                 let handler = Arc::new(CaptureForm::new(
                     DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?),
                     EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?),
+                    SqsEventQueue::new(sqs.clone(), env("SCORE_EVENT_QUEUE_URL")?),
                     config,
                 ));
                 f.http = Some(Arc::new(move |req| {

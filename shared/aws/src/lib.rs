@@ -7,12 +7,16 @@
 pub mod dynamo;
 #[cfg(feature = "eventbridge")]
 pub mod eventbridge;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 
 pub use aws_config;
 #[cfg(feature = "dynamodb")]
 pub use aws_sdk_dynamodb;
 #[cfg(feature = "eventbridge")]
 pub use aws_sdk_eventbridge;
+#[cfg(feature = "sqs")]
+pub use aws_sdk_sqs;
 
 /// Loads the SDK configuration from the environment (region, credentials, and
 /// `AWS_ENDPOINT_URL`, which points every client at an emulator such as moto or LocalStack).

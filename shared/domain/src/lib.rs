@@ -11,6 +11,7 @@ pub mod ports;
 pub mod stage;
 pub mod submission;
 pub mod timeline;
+pub mod tracking;
 
 pub use email::{Email, EmailError};
 pub use events::{EventEnvelope, LeadEvent, EVENT_SOURCE, SCHEMA_VERSION};
@@ -18,3 +19,4 @@ pub use lead::{Consent, Lead, LeadId, Utm};
 pub use stage::{Stage, TransitionError};
 pub use submission::{FieldErrors, LeadSubmission, SubmissionRules};
 pub use timeline::{Actor, TimelineEntry};
+pub use tracking::{Identity, TrackedEvent};

@@ -147,3 +147,16 @@ pub trait Counters: Send + Sync {
         day: chrono::NaiveDate,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("queueing failed: {0}")]
+pub struct QueueError(pub String);
+
+/// The queue of behavioural events waiting to be scored.
+pub trait TrackedEventQueue: Send + Sync {
+    /// Enqueues all events; Ok only when every one is on the queue.
+    fn enqueue(
+        &self,
+        events: &[crate::TrackedEvent],
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
