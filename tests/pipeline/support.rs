@@ -37,11 +37,15 @@ pub struct TestApp {
     pub dynamo: aws_sdk_dynamodb::Client,
     pub events: aws_sdk_eventbridge::Client,
     server: tokio::task::JoinHandle<()>,
+    pollers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
+        for p in &self.pollers {
+            p.abort();
+        }
     }
 }
 
@@ -76,7 +80,42 @@ impl TestApp {
             dynamo,
             events,
             server,
+            pollers: Vec::new(),
         }
+    }
+
+    /// A stack that runs like `cargo dev`: config/leadflow.yaml pushed, and every implemented
+    /// queue-driven function polling its queue. Configuration changes apply at once.
+    pub async fn spawn_running() -> Self {
+        let mut app = Self::spawn_with(&["ConfigCacheSeconds=0"]).await;
+        leadflow_local::config::ensure_active(&app.stack)
+            .await
+            .expect("config/leadflow.yaml is pushed");
+        app.pollers = app
+            .stack
+            .pollers()
+            .into_iter()
+            .map(|p| tokio::spawn(p.run()))
+            .collect();
+        app
+    }
+
+    pub fn store(&self) -> leadflow_aws::dynamo::DynamoStore {
+        leadflow_aws::dynamo::DynamoStore::new(self.dynamo.clone(), self.table())
+    }
+
+    pub async fn post_events(&self, events: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/events", self.base_url))
+            .json(&serde_json::json!({ "events": events }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body["rejected"], 0, "{body}");
+        body
     }
 
     pub fn resource(&self, logical_id: &str) -> &str {
@@ -188,4 +227,22 @@ pub fn s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> &'a str {
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
         .unwrap_or_default()
+}
+
+/// Waits until `check` holds, for at most `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }

@@ -1,17 +1,239 @@
-//! Scores behavioural events (issue: tracking and scoring).
+//! Scores behavioural events with the active scoring model.
 //!
-//! Wired in template.yaml (queue, DLQ, rule) but not implemented yet: every record is reported
-//! as failed, so it stays on the queue and then the DLQ, from where it can be re-driven once
-//! this function exists. Nothing is lost in the meantime.
+//! Fed by the score-event queue: tracked events from `POST /events`, and `LeadCaptured` from
+//! the bus (template rule), which joins the visitor's anonymous history to the new lead with
+//! the events' original times. Each event is scored at most once: its marker is written in the
+//! same transaction as the new score, so a redelivery finds the marker and scores nothing.
+//! `LeadScored` is announced only when band, grade or temperature change.
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
+use leadflow_domain::lead_score::LeadScore;
+use leadflow_domain::ports::{
+    ConfigStore, EventPublisher, LeadStore, Outbox, ScoreStore, ScoreWrite, StoreError,
+};
+use leadflow_domain::scoring::{changed, ApplyStatus, BehaviourEvent, FitProfile, ScoreState};
+use leadflow_domain::{EventEnvelope, Lead, LeadEvent, TrackedEvent};
+use leadflow_lambda::active_config::ActiveConfig;
+use leadflow_lambda::outbox::deliver;
+use leadflow_lambda::sqs::{for_each_record, RecordError};
 
 pub const FUNCTION: &str = "score-event";
+pub const IMPLEMENTED: bool = true;
+const MAX_ATTEMPTS: usize = 10;
 
-/// Whether `cargo dev` should poll this function's queue. While false, the local stack leaves
-/// the queue alone so its messages can be inspected there.
-pub const IMPLEMENTED: bool = false;
+pub struct ScoreEvent<S, P> {
+    store: S,
+    publisher: P,
+    config: ActiveConfig<S>,
+}
 
-pub async fn handle(event: SqsEvent) -> SqsBatchResponse {
-    leadflow_lambda::sqs::not_implemented(FUNCTION, event)
+fn retryable(e: impl std::fmt::Display) -> RecordError {
+    RecordError::Retryable(e.to_string())
+}
+
+fn behaviour(e: &TrackedEvent) -> BehaviourEvent {
+    BehaviourEvent {
+        event_id: e.event_id.clone(),
+        event_type: e.event_type.clone(),
+        occurred_at: e.occurred_at,
+        url: e.url.clone(),
+        tags: e.tags.clone(),
+    }
+}
+
+async fn lost_race() {
+    let jitter = uuid::Uuid::new_v4().as_u128() % 20;
+    tokio::time::sleep(std::time::Duration::from_millis(5 + jitter as u64)).await;
+}
+
+impl<S, P> ScoreEvent<S, P>
+where
+    S: LeadStore + ScoreStore + Outbox + ConfigStore + Clone,
+    P: EventPublisher,
+{
+    pub fn new(store: S, publisher: P, config: ActiveConfig<S>) -> Self {
+        Self {
+            store,
+            publisher,
+            config,
+        }
+    }
+
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        for_each_record(event, |m| async move {
+            self.record(m.body.as_deref().unwrap_or_default(), Utc::now())
+                .await
+        })
+        .await
+    }
+
+    /// One queue message: a tracked event, or an EventBridge envelope (LeadCaptured).
+    pub async fn record(&self, body: &str, now: DateTime<Utc>) -> Result<(), RecordError> {
+        let value: serde_json::Value = serde_json::from_str(body)
+            .map_err(|e| RecordError::Poison(format!("not JSON: {e}")))?;
+        if value.get("detail-type").is_some() {
+            let envelope: EventBridgeEvent<EventEnvelope> = serde_json::from_value(value)
+                .map_err(|e| RecordError::Poison(format!("not a leadflow event: {e}")))?;
+            return match envelope.detail.event {
+                LeadEvent::LeadCaptured { lead } => self.join(&lead, now).await,
+                _ => Ok(()),
+            };
+        }
+        let event: TrackedEvent = serde_json::from_value(value)
+            .map_err(|e| RecordError::Poison(format!("not a tracked event: {e}")))?;
+        self.track(&event, now).await
+    }
+
+    async fn track(&self, event: &TrackedEvent, now: DateTime<Utc>) -> Result<(), RecordError> {
+        if let Some(lead) = self.resolve(event).await? {
+            return self.score(&lead, event, now).await;
+        }
+        let Some(key) = event.identity.anonymous_key() else {
+            // Only a lead id, and no such lead: nothing to attach it to. Kept in the DLQ.
+            return Err(RecordError::Poison(format!(
+                "event {} names an unknown lead",
+                event.event_id
+            )));
+        };
+        self.store
+            .park_anonymous(&key, event)
+            .await
+            .map_err(retryable)?;
+        // A lead may have claimed this history between our look-up and the park: score it now
+        // (the event marker makes a second scoring by the join harmless).
+        if let Some(owner) = self.store.anonymous_owner(&key).await.map_err(retryable)? {
+            if let Some(lead) = self.store.get(owner).await.map_err(retryable)? {
+                return self.score(&lead, event, now).await;
+            }
+        }
+        tracing::info!(event_id = %event.event_id, "anonymous event kept until the visitor is identified");
+        Ok(())
+    }
+
+    async fn resolve(&self, event: &TrackedEvent) -> Result<Option<Lead>, RecordError> {
+        let id = &event.identity;
+        if let Some(lead_id) = id.lead_id {
+            if let Some(lead) = self.store.get(lead_id).await.map_err(retryable)? {
+                return Ok(Some(lead));
+            }
+        }
+        if let Some(email) = &id.email {
+            if let Some(lead) = self.store.find_by_email(email).await.map_err(retryable)? {
+                return Ok(Some(lead));
+            }
+        }
+        if let Some(key) = id.visitor_id.as_ref().and(id.anonymous_key()) {
+            if let Some(owner) = self.store.anonymous_owner(&key).await.map_err(retryable)? {
+                return self.store.get(owner).await.map_err(retryable);
+            }
+        }
+        Ok(None)
+    }
+
+    /// A new lead takes over the anonymous history of its visitor id and e-mail.
+    async fn join(&self, lead: &Lead, now: DateTime<Utc>) -> Result<(), RecordError> {
+        let keys = [
+            lead.visitor_id.as_ref().map(|v| format!("visitor:{v}")),
+            Some(format!("email:{}", lead.email)),
+        ];
+        for key in keys.into_iter().flatten() {
+            let owner = self
+                .store
+                .claim_anonymous(&key, lead.id)
+                .await
+                .map_err(retryable)?;
+            if owner != lead.id {
+                tracing::warn!(lead_id = %lead.id, "anonymous history belongs to another lead; not joined");
+                continue;
+            }
+            let events = self.store.anonymous_events(&key).await.map_err(retryable)?;
+            if !events.is_empty() {
+                tracing::info!(lead_id = %lead.id, events = events.len(), "joining anonymous history");
+            }
+            for event in &events {
+                self.score(lead, event, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Scores one event for the lead, at most once.
+    pub async fn score(
+        &self,
+        lead: &Lead,
+        event: &TrackedEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), RecordError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let loaded = self.config.get().await.map_err(retryable)?;
+            let model = &loaded.config.scoring;
+            let existing = self.store.score(lead.id).await.map_err(retryable)?;
+            let mut record = existing
+                .clone()
+                .unwrap_or_else(|| LeadScore::new(lead.id, now));
+            let applied = record.state.apply(model, &behaviour(event));
+            match applied.status {
+                ApplyStatus::Applied => {}
+                ApplyStatus::Duplicate => return Ok(()),
+                ApplyStatus::Expired => {
+                    tracing::info!(event_id = %event.event_id, "event older than the score's horizon; not scored");
+                    return Ok(());
+                }
+            }
+            let fit = FitProfile::of(lead);
+            let snapshot = record.state.snapshot(model, &fit, now);
+            let previous = record
+                .snapshot
+                .clone()
+                .unwrap_or_else(|| ScoreState::default().snapshot(model, &fit, now));
+            let mut events = Vec::new();
+            if changed(&previous, &snapshot) {
+                events.push(EventEnvelope::new(
+                    lead.id,
+                    now,
+                    LeadEvent::LeadScored {
+                        score: snapshot.score,
+                        band: snapshot.band,
+                        grade: snapshot.grade,
+                        temperature: snapshot.temperature,
+                        product: snapshot.product.clone(),
+                        config_version: loaded.version,
+                    },
+                ));
+            }
+            let weights = record.state.interests(model, now);
+            let interests = event
+                .tags
+                .iter()
+                .filter_map(|t| weights.get(t).map(|w| (t.clone(), *w)))
+                .collect();
+            record.snapshot = Some(snapshot);
+            record.config_version = loaded.version;
+            record.updated_at = now;
+            record.version += 1;
+            let write = ScoreWrite {
+                score: record,
+                expected_version: existing.map(|r| r.version),
+                event: event.clone(),
+                applied: serde_json::to_value(&applied).unwrap_or_default(),
+                events,
+                interests,
+            };
+            match self.store.write_score(&write).await {
+                Ok(()) => {
+                    deliver(&self.store, &self.publisher, &write.events).await;
+                    return Ok(());
+                }
+                Err(StoreError::AlreadyProcessed) => return Ok(()),
+                Err(StoreError::VersionConflict { .. } | StoreError::Busy) => lost_race().await,
+                Err(e) => return Err(retryable(e)),
+            }
+        }
+        Err(RecordError::Retryable(format!(
+            "lead {} is being scored concurrently; retried later",
+            lead.id
+        )))
+    }
 }

@@ -13,7 +13,10 @@ use lambda_http::{Body, Request, Response};
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::eventbridge::EventBridgePublisher;
 use leadflow_aws::sqs::SqsEventQueue;
+use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
 use outbox_relay::OutboxRelay;
+use qualify::Qualify;
+use score_event::ScoreEvent;
 
 use crate::manifest::{FunctionSpec, Manifest};
 
@@ -133,12 +136,38 @@ pub fn build(
                 }));
             }
             "score-event" => {
-                f.implemented = score_event::IMPLEMENTED;
-                f.sqs = Some(stub_sqs(|e| Box::pin(score_event::handle(e))));
+                let store = DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?);
+                let ttl = ttl_from(
+                    spec.environment
+                        .get("CONFIG_CACHE_SECONDS")
+                        .map(String::as_str),
+                );
+                let handler = Arc::new(ScoreEvent::new(
+                    store.clone(),
+                    EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?),
+                    ActiveConfig::new(store, ttl),
+                ));
+                f.sqs = Some(Arc::new(move |e| {
+                    let handler = handler.clone();
+                    Box::pin(async move { handler.handle(e).await })
+                }));
             }
             "qualify" => {
-                f.implemented = qualify::IMPLEMENTED;
-                f.sqs = Some(stub_sqs(|e| Box::pin(qualify::handle(e))));
+                let store = DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?);
+                let ttl = ttl_from(
+                    spec.environment
+                        .get("CONFIG_CACHE_SECONDS")
+                        .map(String::as_str),
+                );
+                let handler = Arc::new(Qualify::new(
+                    store.clone(),
+                    EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?),
+                    ActiveConfig::new(store, ttl),
+                ));
+                f.sqs = Some(Arc::new(move |e| {
+                    let handler = handler.clone();
+                    Box::pin(async move { handler.handle(e).await })
+                }));
             }
             "route" => {
                 f.implemented = route::IMPLEMENTED;

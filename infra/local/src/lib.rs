@@ -4,6 +4,7 @@
 //! Lambda event source mappings and EventBridge schedules. `cargo dev` and the integration
 //! tests both use it.
 
+pub mod config;
 pub mod emulator;
 pub mod functions;
 pub mod http;

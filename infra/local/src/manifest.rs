@@ -24,7 +24,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, Deserialize)]
 pub struct FunctionSpec {
     pub binary: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "environment")]
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub http_routes: Vec<HttpRoute>,
@@ -32,6 +32,24 @@ pub struct FunctionSpec {
     pub queues: Vec<QueueSource>,
     #[serde(default)]
     pub schedules: Vec<ScheduleSpec>,
+}
+
+/// Lambda's environment holds strings; moto keeps a number parameter (`!Ref ConfigCacheSeconds`)
+/// as a number, so scalars are read as their text.
+fn environment<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]

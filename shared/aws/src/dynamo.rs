@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::describe;
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// The sparse GSI that lists leads by stage and outbox events by due time.
 pub const GSI1: &str = "gsi1";
@@ -58,6 +58,18 @@ pub mod keys {
     }
     pub fn counter_sk(day: NaiveDate) -> String {
         format!("DAY#{day}")
+    }
+    pub const SCORE_SK: &str = "SCORE";
+    pub fn event_marker_pk(event_id: &str) -> String {
+        format!("EVENT#{event_id}")
+    }
+    pub const EVENT_MARKER_SK: &str = "EVENT";
+    pub fn anonymous_pk(key: &str) -> String {
+        format!("ANON#{key}")
+    }
+    pub const ANONYMOUS_OWNER_SK: &str = "OWNER";
+    pub fn segment_pk(tag: &str) -> String {
+        format!("SEG#{tag}")
     }
 }
 
@@ -136,7 +148,7 @@ impl DynamoStore {
         Ok(item)
     }
 
-    fn outbox_item(
+    pub(crate) fn outbox_item(
         event: &EventEnvelope,
         claimed_until: DateTime<Utc>,
     ) -> Result<Item, StoreError> {
@@ -157,7 +169,11 @@ impl DynamoStore {
         ]))
     }
 
-    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()

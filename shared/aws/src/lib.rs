@@ -4,9 +4,13 @@
 //! The key design of the single table is documented in `docs/data-model.md`.
 
 #[cfg(feature = "dynamodb")]
+pub mod config_store;
+#[cfg(feature = "dynamodb")]
 pub mod dynamo;
 #[cfg(feature = "eventbridge")]
 pub mod eventbridge;
+#[cfg(feature = "dynamodb")]
+pub mod score_store;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::lead::{Lead, LeadId};
+use crate::scoring::{Grade, Points, ScoreBand, Temperature};
 use crate::stage::Stage;
 use crate::timeline::Actor;
 
@@ -21,6 +22,26 @@ pub const EVENT_SOURCE: &str = "leadflow";
 pub enum LeadEvent {
     /// A new lead was identified (stage Inquiry), with everything the form told.
     LeadCaptured { lead: Box<Lead> },
+    /// The score moved into another band, grade or temperature (not on every page view).
+    LeadScored {
+        score: Points,
+        band: ScoreBand,
+        grade: Grade,
+        temperature: Temperature,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        product: Option<String>,
+        config_version: u64,
+    },
+    /// The lead became marketing-qualified (MQL): once per transition to MQL.
+    LeadQualified {
+        score: Points,
+        grade: Grade,
+        temperature: Temperature,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        product: Option<String>,
+        config_version: u64,
+        reason: String,
+    },
     /// A lead moved along the lifecycle.
     StageChanged {
         from: Stage,
@@ -36,6 +57,8 @@ impl LeadEvent {
     pub fn name(&self) -> &'static str {
         match self {
             LeadEvent::LeadCaptured { .. } => "LeadCaptured",
+            LeadEvent::LeadScored { .. } => "LeadScored",
+            LeadEvent::LeadQualified { .. } => "LeadQualified",
             LeadEvent::StageChanged { .. } => "StageChanged",
         }
     }

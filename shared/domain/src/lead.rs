@@ -129,10 +129,26 @@ pub struct Lead {
     pub custom_fields: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<Consent>,
+    /// What qualification last decided: score, grade, temperature, by which config version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualification: Option<Qualification>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency version: 1 at capture, +1 on every stored change.
     pub version: u64,
+}
+
+/// The lead's standing as qualification last saw it: told honestly to whoever works the lead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Qualification {
+    pub score: crate::scoring::Points,
+    pub band: crate::scoring::ScoreBand,
+    pub grade: crate::scoring::Grade,
+    pub temperature: crate::scoring::Temperature,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    pub config_version: u64,
+    pub at: DateTime<Utc>,
 }
 
 /// The result of capturing a new lead: the lead and what to record and announce about it.
@@ -212,6 +228,7 @@ impl Lead {
             visitor_id: s.visitor_id,
             custom_fields: s.custom_fields,
             consent: s.consent.as_ref().map(|c| consent_from(c, ctx, at)),
+            qualification: None,
             created_at: at,
             updated_at: at,
             version: 1,

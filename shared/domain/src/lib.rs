@@ -4,10 +4,13 @@
 //! which, what an event looks like), so the functions only translate between the outside world
 //! and these types.
 
+pub mod config;
 pub mod email;
 pub mod events;
 pub mod lead;
+pub mod lead_score;
 pub mod ports;
+pub mod scoring;
 pub mod stage;
 pub mod submission;
 pub mod timeline;
@@ -15,7 +18,7 @@ pub mod tracking;
 
 pub use email::{Email, EmailError};
 pub use events::{EventEnvelope, LeadEvent, EVENT_SOURCE, SCHEMA_VERSION};
-pub use lead::{Consent, Lead, LeadId, Utm};
+pub use lead::{Consent, Lead, LeadId, Qualification, Utm};
 pub use stage::{Stage, TransitionError};
 pub use submission::{FieldErrors, LeadSubmission, SubmissionRules};
 pub use timeline::{Actor, TimelineEntry};

@@ -23,6 +23,9 @@ pub enum StoreError {
     /// The record is being written by a concurrent request.
     #[error("the record is in use by a concurrent request")]
     Busy,
+    /// The event was processed before (its marker exists).
+    #[error("this event was processed before")]
+    AlreadyProcessed,
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
     #[error("the store is unavailable: {0}")]
@@ -159,4 +162,80 @@ pub trait TrackedEventQueue: Send + Sync {
         &self,
         events: &[crate::TrackedEvent],
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// Where configuration versions are kept.
+pub trait ConfigStore: Send + Sync {
+    /// The active version, if any was pushed.
+    fn active(
+        &self,
+    ) -> impl Future<Output = Result<Option<crate::config::StoredConfig>, StoreError>> + Send;
+    fn version(
+        &self,
+        version: u64,
+    ) -> impl Future<Output = Result<Option<crate::config::StoredConfig>, StoreError>> + Send;
+    /// Stores `yaml` as the next version and makes it active. `VersionConflict` when another
+    /// push won the race; the caller may retry.
+    fn push(
+        &self,
+        yaml: &str,
+        note: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<crate::config::StoredConfig, StoreError>> + Send;
+}
+
+/// One scored event, written atomically: the event's marker (so a redelivery scores nothing),
+/// the lead's new score record, the activity, segment memberships and the events to announce.
+#[derive(Debug, Clone)]
+pub struct ScoreWrite {
+    pub score: crate::lead_score::LeadScore,
+    /// `None` for the lead's first score; otherwise the version read before.
+    pub expected_version: Option<u64>,
+    pub event: crate::TrackedEvent,
+    /// What the event counted for (kept on the activity).
+    pub applied: serde_json::Value,
+    pub events: Vec<EventEnvelope>,
+    /// The lead's weight in each tag of this event, at `score.updated_at`.
+    pub interests: Vec<(String, f64)>,
+}
+
+pub trait ScoreStore: Send + Sync {
+    fn score(
+        &self,
+        lead: LeadId,
+    ) -> impl Future<Output = Result<Option<crate::lead_score::LeadScore>, StoreError>> + Send;
+    /// `AlreadyProcessed` when the event's marker exists; `VersionConflict` when the score changed.
+    fn write_score(
+        &self,
+        write: &ScoreWrite,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Keeps an event of someone who is not (known as) a lead yet, under `key`.
+    fn park_anonymous(
+        &self,
+        key: &str,
+        event: &crate::TrackedEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn anonymous_events(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<crate::TrackedEvent>, StoreError>> + Send;
+    /// Makes `lead` the owner of the history under `key`, unless another lead owns it; returns the owner.
+    fn claim_anonymous(
+        &self,
+        key: &str,
+        lead: LeadId,
+    ) -> impl Future<Output = Result<LeadId, StoreError>> + Send;
+    fn anonymous_owner(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<LeadId>, StoreError>> + Send;
+    /// One page of a tag's segment, after the cursor of the previous page.
+    fn segment_page(
+        &self,
+        tag: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> impl Future<
+        Output = Result<(Vec<crate::lead_score::SegmentMember>, Option<String>), StoreError>,
+    > + Send;
 }

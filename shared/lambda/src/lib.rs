@@ -1,6 +1,7 @@
 //! Lambda glue every function shares: tracing set-up, configuration from the environment, SQS
 //! batch responses, and delivery of outbox events.
 
+pub mod active_config;
 pub mod config;
 pub mod outbox;
 pub mod sqs;

@@ -93,6 +93,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.http_port))?;
 
     let m = &stack.manifest;
+    let table = m.resource("LeadsTable").unwrap_or_default().to_owned();
+    // The CLI (`cargo leadflow ...`) finds the running stack through this file.
+    let dev_stack = leadflow_local::workspace_root().join(".local/dev-stack.json");
+    let described = serde_json::json!({ "endpoint": emulator.endpoint(), "region": m.region, "table": table, "stack_name": m.stack_name });
+    std::fs::create_dir_all(dev_stack.parent().unwrap_or(&dev_stack))?;
+    std::fs::write(&dev_stack, serde_json::to_string_pretty(&described)?)?;
+    let config = leadflow_local::config::ensure_active(&stack).await?;
+
     println!("leadflow local stack");
     println!(
         "  emulator  {} ({})",
@@ -106,6 +114,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("  stack     {} in {}", m.stack_name, m.region);
     println!("  table     {}", m.resource("LeadsTable").unwrap_or("?"));
     println!("  bus       {}", m.resource("LeadBus").unwrap_or("?"));
+    println!("  config    {config}");
     let mut tasks = tokio::task::JoinSet::new();
     for (route, binary) in m.routes() {
         println!(
@@ -156,6 +165,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     tokio::signal::ctrl_c().await?;
     println!("\nstopping");
     tasks.shutdown().await;
+    let _ = std::fs::remove_file(&dev_stack);
     drop(emulator);
     Ok(())
 }

@@ -1,0 +1,183 @@
+//! leadflow's configuration as versioned data: one YAML document (scoring model now, routing
+//! and SLA policy later), checked with errors that name the line and the field, and stored as
+//! immutable versions; the active version is what the functions use.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A configuration error, located in the YAML text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The field, as a path: `scoring.behaviour[2].points`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}")?;
+            if let Some(column) = self.column {
+                write!(f, ", column {column}")?;
+            }
+            f.write_str(": ")?;
+        }
+        if !self.field.is_empty() && self.field != "." {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses YAML into `T`, reporting where and in which field it went wrong. Types validate on
+/// parse (newtypes with `try_from`), so their errors carry the location too.
+pub fn parse_yaml<T: DeserializeOwned>(yaml: &str) -> Result<T, ConfigError> {
+    let deserializer = serde_norway::Deserializer::from_str(yaml);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let field = err.path().to_string();
+        let inner = err.into_inner();
+        let location = inner.location();
+        // serde_norway appends "at line L column C" itself; the location is reported apart.
+        let message = inner.to_string();
+        let message = match message.rfind(" at line ") {
+            Some(i) if location.is_some() => message[..i].to_owned(),
+            _ => message,
+        };
+        // It also puts its own, shorter path in front ("scoring.rules[1]: ..."); ours is exact.
+        let message = match message.split_once(": ") {
+            Some((path, rest)) if !path.contains(' ') && field.starts_with(path) => rest.to_owned(),
+            _ => message,
+        };
+        ConfigError {
+            line: location.as_ref().map(|l| l.line()),
+            column: location.as_ref().map(|l| l.column()),
+            field,
+            message,
+        }
+    })
+}
+
+/// The whole configuration document (`config/leadflow.yaml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadflowConfig {
+    pub scoring: crate::scoring::ScoringModel,
+}
+
+impl LeadflowConfig {
+    /// Parses and validates a configuration document.
+    pub fn parse(yaml: &str) -> Result<Self, ConfigError> {
+        parse_yaml(yaml)
+    }
+
+    /// A one-line account of what the configuration holds.
+    pub fn summary(&self) -> String {
+        let s = &self.scoring;
+        format!(
+            "scoring model with {} behaviour rules, {} fit rules, {} products; MQL at {}",
+            s.behaviour().len(),
+            s.fit().len(),
+            s.products().len(),
+            s.thresholds().mql
+        )
+    }
+}
+
+/// One stored, immutable version of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredConfig {
+    pub version: u64,
+    pub yaml: String,
+    pub sha256: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/leadflow.yaml");
+        let yaml = std::fs::read_to_string(path).expect("config/leadflow.yaml");
+        let config =
+            LeadflowConfig::parse(&yaml).unwrap_or_else(|e| panic!("config/leadflow.yaml: {e}"));
+        assert!(config.scoring.behaviour().len() >= 10);
+    }
+
+    #[test]
+    fn a_bad_model_is_located() {
+        let yaml = "scoring:\n  thresholds: { engaged: 50, mql: 20 }\n";
+        let err = LeadflowConfig::parse(yaml).unwrap_err();
+        assert!(err.line.is_some(), "{err}");
+        assert!(err.field.starts_with("scoring"), "{err}");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Doc {
+        scoring: Scoring,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Scoring {
+        rules: Vec<Rule>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Rule {
+        id: String,
+        #[serde(deserialize_with = "positive")]
+        points: i64,
+    }
+
+    fn positive<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let v = i64::deserialize(d)?;
+        if v > 0 {
+            Ok(v)
+        } else {
+            Err(serde::de::Error::custom("must be greater than 0"))
+        }
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let yaml =
+            "scoring:\n  rules:\n    - id: a\n      points: 5\n    - id: b\n      points: -1\n";
+        let err = parse_yaml::<Doc>(yaml).unwrap_err();
+        assert_eq!(err.field, "scoring.rules[1].points");
+        // A value's own check is located at the start of its mapping (the rule); the field
+        // path says which value.
+        assert_eq!(err.line, Some(5));
+        assert_eq!(err.message, "must be greater than 0");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "line 5, column {}: scoring.rules[1].points: must be greater than 0",
+                err.column.unwrap()
+            )
+        );
+
+        let err =
+            parse_yaml::<Doc>("scoring:\n  rules:\n    - id: a\n      pionts: 5\n").unwrap_err();
+        assert_eq!(err.line, Some(4));
+        assert!(err.message.contains("unknown field `pionts`"), "{err}");
+
+        let err = parse_yaml::<Doc>("scoring: [unclosed\n").unwrap_err();
+        assert!(err.line.is_some(), "syntax errors are located: {err}");
+    }
+}
