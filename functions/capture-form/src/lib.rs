@@ -9,14 +9,17 @@ use chrono::{DateTime, Utc};
 use lambda_http::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use leadflow_domain::bant::Bant;
 use leadflow_domain::lead::SubmissionContext;
 use leadflow_domain::ports::{
-    Counters, EventPublisher, IdempotencyBegin, IdempotencyStore, LeadStore, LeadWrite, Outbox,
-    StoreError, StoredResponse, TrackedEventQueue,
+    ConfigStore, Counters, EventPublisher, IdempotencyBegin, IdempotencyStore, LeadStore,
+    LeadWrite, Outbox, ScoreStore, StoreError, StoredResponse, TrackedEventQueue,
 };
 use leadflow_domain::submission::FieldErrors;
 use leadflow_domain::tracking::MAX_EVENTS_PER_BATCH;
+use leadflow_domain::{Actor, TimelineEntry};
 use leadflow_domain::{EventEnvelope, Lead, LeadId, LeadSubmission, SubmissionRules, TrackedEvent};
+use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
 use leadflow_lambda::config::{self, ConfigError};
 use leadflow_lambda::outbox::deliver;
 use serde_json::json;
@@ -45,6 +48,8 @@ pub struct CaptureConfig {
     pub redirect_allowlist: Vec<String>,
     pub honeypot_field: String,
     pub rules: SubmissionRules,
+    /// How long the active configuration is used before looking again.
+    pub config_cache: std::time::Duration,
 }
 
 impl CaptureConfig {
@@ -74,6 +79,7 @@ impl CaptureConfig {
                 .collect(),
             honeypot_field,
             rules,
+            config_cache: ttl_from(config::optional("CONFIG_CACHE_SECONDS").as_deref()),
         })
     }
 
@@ -116,27 +122,38 @@ pub struct CaptureForm<S, P, Q> {
     publisher: P,
     queue: Q,
     config: CaptureConfig,
+    /// The scoring model's settings the segment listing needs (interest half-life).
+    active: ActiveConfig<S>,
 }
 
 /// The paths this function serves (template.yaml routes them here).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     Leads,
     Events,
+    /// `/leads/{id}/qualification`: BANT by inside sales (IAM-authorised in template.yaml).
+    Qualification(String),
+    /// `/segments/{tag}/leads`: the leads interested in a tag (IAM-authorised).
+    Segment(String),
 }
 
 impl Route {
     fn of(path: &str) -> Option<Self> {
-        match path.trim_end_matches('/') {
-            "/leads" => Some(Route::Leads),
-            "/events" => Some(Route::Events),
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["", "leads"] => Some(Route::Leads),
+            ["", "events"] => Some(Route::Events),
+            ["", "leads", id, "qualification"] => Some(Route::Qualification((*id).to_owned())),
+            ["", "segments", tag, "leads"] => Some(Route::Segment((*tag).to_owned())),
             _ => None,
         }
     }
 
-    fn allowed_methods(self) -> &'static str {
+    fn allowed_methods(&self) -> &'static str {
         match self {
             Route::Leads | Route::Events => "POST, OPTIONS",
+            Route::Qualification(_) => "PATCH, OPTIONS",
+            Route::Segment(_) => "GET, OPTIONS",
         }
     }
 }
@@ -249,16 +266,18 @@ fn fake_acceptance() -> serde_json::Value {
 
 impl<S, P, Q> CaptureForm<S, P, Q>
 where
-    S: LeadStore + Outbox + IdempotencyStore + Counters,
+    S: LeadStore + Outbox + IdempotencyStore + Counters + ScoreStore + ConfigStore + Clone,
     P: EventPublisher,
     Q: TrackedEventQueue,
 {
     pub fn new(store: S, publisher: P, queue: Q, config: CaptureConfig) -> Self {
+        let active = ActiveConfig::new(store.clone(), config.config_cache);
         Self {
             store,
             publisher,
             queue,
             config,
+            active,
         }
     }
 
@@ -272,10 +291,14 @@ where
         let cors_origin = origin.filter(|o| self.config.origin_allowed(o));
         let answer = match Route::of(req.uri().path()) {
             None => Answer::error(StatusCode::NOT_FOUND, "no such route"),
-            Some(route) => match (req.method(), route) {
-                (&Method::OPTIONS, _) => self.preflight(&req, route, cors_origin.is_some()),
+            Some(route) => match (req.method(), &route) {
+                (&Method::OPTIONS, _) => self.preflight(&req, &route, cors_origin.is_some()),
                 (&Method::POST, Route::Leads) => self.post_lead(&req, now).await,
                 (&Method::POST, Route::Events) => self.post_events(&req, now).await,
+                (&Method::PATCH, Route::Qualification(id)) => {
+                    self.patch_qualification(id, &req, now).await
+                }
+                (&Method::GET, Route::Segment(tag)) => self.segment(tag, &req, now).await,
                 _ => {
                     let mut a = Answer::error(
                         StatusCode::METHOD_NOT_ALLOWED,
@@ -302,7 +325,7 @@ where
         response
     }
 
-    fn preflight(&self, req: &Request, route: Route, origin_allowed: bool) -> Answer {
+    fn preflight(&self, req: &Request, route: &Route, origin_allowed: bool) -> Answer {
         if !origin_allowed {
             return Answer::error(StatusCode::FORBIDDEN, "this origin may not call this API");
         }
@@ -326,6 +349,157 @@ where
             ("access-control-max-age".into(), "600".into()),
         ]);
         a
+    }
+
+    /// `PATCH /leads/{id}/qualification`: inside sales records BANT.
+    async fn patch_qualification(&self, id: &str, req: &Request, now: DateTime<Utc>) -> Answer {
+        let body: &[u8] = req.body().as_ref();
+        if body.len() > MAX_BODY_BYTES {
+            return Answer::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        if !matches!(
+            body_kind(header_str(req.headers(), "content-type")),
+            Ok(BodyKind::Json)
+        ) {
+            return Answer::error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json");
+        }
+        let patch: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Answer::error(
+                    StatusCode::BAD_REQUEST,
+                    format!("malformed body: invalid JSON: {e}"),
+                )
+            }
+        };
+        let Ok(lead_id) = id.parse::<LeadId>() else {
+            return Answer::error(StatusCode::NOT_FOUND, "no such lead");
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let mut lead = match self.store.get(lead_id).await {
+                Ok(Some(lead)) => lead,
+                Ok(None) => return Answer::error(StatusCode::NOT_FOUND, "no such lead"),
+                Err(e) => return Answer::unavailable(&e),
+            };
+            let bant = match Bant::patch(lead.bant.as_ref(), &patch, now) {
+                Ok(b) => b,
+                Err(errors) => return Answer::fields(errors),
+            };
+            let expected = lead.version;
+            let timeline = TimelineEntry {
+                at: now,
+                actor: Actor::User(bant.by.clone()),
+                action: "bant_updated".into(),
+                detail: json!({ "complete": bant.is_complete(), "fields": patch.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()) }),
+                reason: None,
+            };
+            lead.bant = Some(bant.clone());
+            lead.updated_at = now;
+            lead.version = expected + 1;
+            let write = LeadWrite {
+                lead,
+                expected_version: Some(expected),
+                timeline: vec![timeline],
+                events: vec![],
+            };
+            match self.store.write(&write).await {
+                Ok(()) => {
+                    return Answer::json(
+                        StatusCode::OK,
+                        json!({ "lead_id": lead_id, "bant": bant, "complete": bant.is_complete(), "stage": write.lead.stage }),
+                    )
+                }
+                Err(StoreError::VersionConflict { .. } | StoreError::Busy) => lost_race().await,
+                Err(e) => return Answer::unavailable(&e),
+            }
+        }
+        Answer::unavailable(&StoreError::Busy)
+    }
+
+    /// `GET /segments/{tag}/leads?min_weight=&limit=&cursor=`: leads whose decayed interest in
+    /// the tag is at least `min_weight` (default 0.5; one fresh event tagged so weighs 1.0).
+    async fn segment(&self, tag: &str, req: &Request, now: DateTime<Utc>) -> Answer {
+        let tag = tag.to_lowercase();
+        let mut errors = FieldErrors::new();
+        if tag.is_empty()
+            || tag.len() > 64
+            || !tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            errors.insert(
+                "tag".into(),
+                "must be 1 to 64 characters of a-z, 0-9 and - _ .".into(),
+            );
+        }
+        let params = req.query_string_parameters();
+        let min_weight = match params.first("min_weight").map(str::parse::<f64>) {
+            None => 0.5,
+            Some(Ok(w)) if w.is_finite() && w >= 0.0 => w,
+            Some(_) => {
+                errors.insert("min_weight".into(), "must be a number of at least 0".into());
+                0.0
+            }
+        };
+        let limit = match params.first("limit").map(str::parse::<usize>) {
+            None => 50,
+            Some(Ok(l)) if (1..=100).contains(&l) => l,
+            Some(_) => {
+                errors.insert(
+                    "limit".into(),
+                    "must be a whole number from 1 to 100".into(),
+                );
+                0
+            }
+        };
+        let cursor = params.first("cursor").map(str::to_owned);
+        if cursor
+            .as_deref()
+            .is_some_and(|c| c.parse::<LeadId>().is_err())
+        {
+            errors.insert("cursor".into(), "is not a cursor this API returned".into());
+        }
+        if !errors.is_empty() {
+            return Answer::fields(errors);
+        }
+        let half_life_days = match self.active.get().await {
+            Ok(c) => c.config.scoring.interest_half_life().as_days(),
+            Err(e) => {
+                tracing::error!(error = %e, "no scoring model for the segment");
+                return Answer::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no scoring configuration is active",
+                );
+            }
+        };
+        let mut leads = Vec::new();
+        let mut next = cursor;
+        // Members below the threshold are skipped, so a page may take several reads.
+        for _ in 0..10 {
+            let (members, after) = match self.store.segment_page(&tag, next.as_deref(), limit).await
+            {
+                Ok(page) => page,
+                Err(e) => return Answer::unavailable(&e),
+            };
+            for m in members {
+                let days = (now - m.at).num_milliseconds() as f64 / 86_400_000.0;
+                let weight = m.weight * 0.5f64.powf(days.max(0.0) / half_life_days);
+                if weight >= min_weight {
+                    leads.push(json!({ "lead_id": m.lead_id, "weight": (weight * 1000.0).round() / 1000.0 }));
+                }
+            }
+            next = after;
+            if next.is_none() || leads.len() >= limit {
+                break;
+            }
+        }
+        Answer::json(
+            StatusCode::OK,
+            json!({ "tag": tag, "min_weight": min_weight, "leads": leads, "next_cursor": next }),
+        )
     }
 
     /// `POST /events`: a batch of behavioural events, each validated on its own; the valid ones

@@ -99,6 +99,12 @@ pub fn build(
                     function: logical_id.clone(),
                     reason: e.to_string(),
                 })?;
+                let mut config = config;
+                config.config_cache = ttl_from(
+                    spec.environment
+                        .get("CONFIG_CACHE_SECONDS")
+                        .map(String::as_str),
+                );
                 let handler = Arc::new(CaptureForm::new(
                     DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?),
                     EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?),

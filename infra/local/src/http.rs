@@ -50,7 +50,7 @@ impl Router {
             .iter()
             .find(|(r, _)| {
                 (r.method.eq_ignore_ascii_case(method) || r.method.eq_ignore_ascii_case("ANY"))
-                    && r.path == path
+                    && path_matches(&r.path, path)
             })
             .map(|(r, h)| (r, h))
     }
@@ -107,6 +107,16 @@ impl Router {
         };
         hyper::Response::from_parts(parts, Full::new(bytes))
     }
+}
+
+/// Whether a request path fits a route path such as `/leads/{id}/qualification`.
+pub fn path_matches(template: &str, path: &str) -> bool {
+    let t: Vec<&str> = template.trim_end_matches('/').split('/').collect();
+    let p: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || t == p)
 }
 
 /// The event API Gateway sends a Lambda for an HTTP API route (payload format 2.0).

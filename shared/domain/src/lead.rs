@@ -132,6 +132,9 @@ pub struct Lead {
     /// What qualification last decided: score, grade, temperature, by which config version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualification: Option<Qualification>,
+    /// Budget, Authority, Need, Time, as inside sales found them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bant: Option<crate::bant::Bant>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency version: 1 at capture, +1 on every stored change.
@@ -229,6 +232,7 @@ impl Lead {
             custom_fields: s.custom_fields,
             consent: s.consent.as_ref().map(|c| consent_from(c, ctx, at)),
             qualification: None,
+            bant: None,
             created_at: at,
             updated_at: at,
             version: 1,

@@ -4,6 +4,7 @@
 //! which, what an event looks like), so the functions only translate between the outside world
 //! and these types.
 
+pub mod bant;
 pub mod config;
 pub mod email;
 pub mod events;

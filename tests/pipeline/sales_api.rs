@@ -1,0 +1,198 @@
+//! The routes for sales and marketing tools: BANT on a lead, and segments by interest.
+
+use chrono::{Duration, Utc};
+use leadflow_domain::ports::LeadStore;
+use leadflow_domain::LeadId;
+use serde_json::{json, Value};
+
+use crate::support::TestApp;
+
+async fn lead(app: &TestApp, email: &str) -> LeadId {
+    let r = app.post_json(&json!({ "email": email })).await;
+    r.json::<Value>().await.unwrap()["lead_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inside_sales_records_bant() {
+    let app = TestApp::spawn().await;
+    let id = lead(&app, "bant@example.com").await;
+    let url = format!("{}/leads/{id}/qualification", app.base_url);
+    let ok = app
+        .http
+        .patch(&url)
+        .json(&json!({"budget": {"amount": 40000, "currency": "eur"}, "authority": "decision_maker", "need": "CRM for 30 reps", "timeframe": "this_quarter", "by": "rep-anna"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["complete"], true);
+    let stored = app.store().get(id).await.unwrap().unwrap();
+    let bant = stored.bant.expect("BANT on the lead");
+    assert_eq!(bant.budget.unwrap().currency, "EUR");
+    assert_eq!(bant.by, "rep-anna");
+    let timeline = app.store().timeline(id).await.unwrap();
+    let entry = timeline
+        .iter()
+        .find(|e| e.action == "bant_updated")
+        .expect("on the timeline");
+    assert_eq!(entry.actor, leadflow_domain::Actor::User("rep-anna".into()));
+
+    let partial = app
+        .http
+        .patch(&url)
+        .json(&json!({"timeframe": "later", "by": "rep-ben"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(partial.status(), 200);
+    let body: Value = partial.json().await.unwrap();
+    assert_eq!(
+        body["bant"]["need"], "CRM for 30 reps",
+        "fields left out keep their value"
+    );
+    assert_eq!(body["bant"]["timeframe"], "later");
+
+    let invalid = app
+        .http
+        .patch(&url)
+        .json(&json!({"authority": "boss", "budget": {"amount": -1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), 422);
+    let fields = invalid.json::<Value>().await.unwrap()["fields"].clone();
+    for name in ["authority", "budget", "by"] {
+        assert!(fields[name].is_string(), "{name} is named: {fields}");
+    }
+    let unknown = app
+        .http
+        .patch(format!(
+            "{}/leads/{}/qualification",
+            app.base_url,
+            LeadId::new_at(Utc::now())
+        ))
+        .json(&json!({"by": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let not_an_id = app
+        .http
+        .patch(format!("{}/leads/nope/qualification", app.base_url))
+        .json(&json!({"by": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_an_id.status(), 404);
+    let malformed = app
+        .http
+        .patch(&url)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn segments_list_leads_by_decayed_interest_page_by_page() {
+    let app = TestApp::spawn_with(&["ConfigCacheSeconds=0"]).await;
+    leadflow_local::config::ensure_active(&app.stack)
+        .await
+        .unwrap();
+    let score_event = app
+        .stack
+        .function("score-event")
+        .unwrap()
+        .sqs
+        .clone()
+        .unwrap();
+    let keen = lead(&app, "keen@example.com").await;
+    let casual = lead(&app, "casual@example.com").await;
+    let other = lead(&app, "other@example.com").await;
+    let mut n = 0;
+    let mut send = |lead: LeadId, tag: &str, days_ago: i64| {
+        n += 1;
+        let mut e = aws_lambda_events::event::sqs::SqsEvent::default();
+        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+        m.message_id = Some(format!("m{n}"));
+        let at = (Utc::now() - Duration::days(days_ago)).to_rfc3339();
+        m.body = Some(json!({"event_id": format!("seg-{n}"), "type": "page_view", "occurred_at": at, "tags": [tag], "lead_id": lead.to_string()}).to_string());
+        e.records.push(m);
+        score_event(e)
+    };
+    for _ in 0..3 {
+        assert!(send(keen, "crm", 0).await.batch_item_failures.is_empty());
+    }
+    // One crm page view 60 days ago: two half-lives (30 days) → 0.25.
+    assert!(send(casual, "crm", 60).await.batch_item_failures.is_empty());
+    assert!(send(other, "analytics", 0)
+        .await
+        .batch_item_failures
+        .is_empty());
+
+    let get = |query: &str| {
+        app.http
+            .get(format!("{}/segments/crm/leads?{query}", app.base_url))
+            .send()
+    };
+    let body: Value = get("min_weight=2").await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = body["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lead_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [keen.to_string()]);
+    assert!((body["leads"][0]["weight"].as_f64().unwrap() - 3.0).abs() < 0.01);
+
+    let body: Value = get("min_weight=0.2").await.unwrap().json().await.unwrap();
+    assert_eq!(body["leads"].as_array().unwrap().len(), 2, "{body}");
+    let casual_weight = body["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lead_id"] == casual.to_string())
+        .unwrap()["weight"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (casual_weight - 0.25).abs() < 0.01,
+        "decayed: {casual_weight}"
+    );
+
+    // Page by page.
+    let first: Value = get("min_weight=0.2&limit=1")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["leads"].as_array().unwrap().len(), 1);
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let second: Value = get(&format!("min_weight=0.2&limit=1&cursor={cursor}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["leads"].as_array().unwrap().len(), 1);
+    assert_ne!(first["leads"][0]["lead_id"], second["leads"][0]["lead_id"]);
+
+    let bad = get("limit=1000&min_weight=-1").await.unwrap();
+    assert_eq!(bad.status(), 422);
+    let fields = bad.json::<Value>().await.unwrap()["fields"].clone();
+    assert!(
+        fields["limit"].is_string() && fields["min_weight"].is_string(),
+        "{fields}"
+    );
+}
