@@ -206,3 +206,79 @@ where
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadflow_domain::scoring::{Grade, Points, ScoreBand, Temperature};
+
+    fn snapshot(band: ScoreBand, minimum: bool) -> ScoreSnapshot {
+        ScoreSnapshot {
+            at: "2026-11-22T12:00:00Z".parse().unwrap(),
+            score: Points::ZERO,
+            behaviour: Points::ZERO,
+            fit: Points::ZERO,
+            grade: Grade::B,
+            temperature: Temperature::Warm,
+            recent_points: Points::ZERO,
+            band,
+            product: None,
+            meets_mql_minimum: minimum,
+            contributions: vec![],
+            top_events: vec![],
+        }
+    }
+
+    #[test]
+    fn stages_only_move_forward() {
+        use ScoreBand::*;
+        assert_eq!(
+            earned_stage(Stage::Inquiry, &snapshot(Engaged, false)),
+            Some(Stage::Engaged)
+        );
+        assert_eq!(
+            earned_stage(Stage::Inquiry, &snapshot(Mql, true)),
+            Some(Stage::Mql)
+        );
+        assert_eq!(
+            earned_stage(Stage::Engaged, &snapshot(Mql, true)),
+            Some(Stage::Mql)
+        );
+        assert_eq!(
+            earned_stage(Stage::Engaged, &snapshot(Low, true)),
+            None,
+            "a cooling score never demotes"
+        );
+        assert_eq!(
+            earned_stage(Stage::Mql, &snapshot(Mql, true)),
+            None,
+            "MQL once"
+        );
+        assert_eq!(
+            earned_stage(Stage::Sal, &snapshot(Mql, true)),
+            None,
+            "sales owns the lead"
+        );
+        assert_eq!(earned_stage(Stage::Rejected, &snapshot(Mql, true)), None);
+    }
+
+    #[test]
+    fn mql_needs_the_demographic_minimum() {
+        assert_eq!(
+            earned_stage(Stage::Inquiry, &snapshot(ScoreBand::Mql, false)),
+            Some(Stage::Engaged)
+        );
+    }
+
+    #[test]
+    fn recycled_leads_qualify_again() {
+        assert_eq!(
+            earned_stage(Stage::Recycled, &snapshot(ScoreBand::Mql, true)),
+            Some(Stage::Mql)
+        );
+        assert_eq!(
+            earned_stage(Stage::Recycled, &snapshot(ScoreBand::Engaged, true)),
+            Some(Stage::Engaged)
+        );
+    }
+}
