@@ -172,11 +172,7 @@ async fn unimplemented_functions_keep_their_records() {
         let queue = &f.spec.queues[0].queue_logical_id;
         assert_eq!(polled.contains(queue), f.implemented, "{queue}");
         if !f.implemented {
-            let mut event = SqsEvent::default();
-            let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-            m.message_id = Some("m1".into());
-            event.records.push(m);
-            let response = (f.sqs.as_ref().unwrap())(event).await;
+            let response = (f.sqs.as_ref().unwrap())(crate::support::sqs_event("m1", "{}")).await;
             assert_eq!(
                 response.batch_item_failures.len(),
                 1,

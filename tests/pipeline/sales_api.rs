@@ -5,7 +5,7 @@ use leadflow_domain::ports::LeadStore;
 use leadflow_domain::LeadId;
 use serde_json::{json, Value};
 
-use crate::support::TestApp;
+use crate::support::{sqs_event, TestApp};
 
 async fn lead(app: &TestApp, email: &str) -> LeadId {
     let r = app.post_json(&json!({ "email": email })).await;
@@ -119,13 +119,9 @@ async fn segments_list_leads_by_decayed_interest_page_by_page() {
     let mut n = 0;
     let mut send = |lead: LeadId, tag: &str, days_ago: i64| {
         n += 1;
-        let mut e = aws_lambda_events::event::sqs::SqsEvent::default();
-        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-        m.message_id = Some(format!("m{n}"));
         let at = (Utc::now() - Duration::days(days_ago)).to_rfc3339();
-        m.body = Some(json!({"event_id": format!("seg-{n}"), "type": "page_view", "occurred_at": at, "tags": [tag], "lead_id": lead.to_string()}).to_string());
-        e.records.push(m);
-        score_event(e)
+        let body = json!({"event_id": format!("seg-{n}"), "type": "page_view", "occurred_at": at, "tags": [tag], "lead_id": lead.to_string()});
+        score_event(sqs_event(&format!("m{n}"), body.to_string()))
     };
     for _ in 0..3 {
         assert!(send(keen, "crm", 0).await.batch_item_failures.is_empty());

@@ -7,7 +7,7 @@ use leadflow_domain::scoring::Points;
 use leadflow_domain::{LeadId, Stage};
 use serde_json::{json, Value};
 
-use crate::support::{eventually, TestApp};
+use crate::support::{eventually, sqs_event, TestApp};
 
 fn at(minutes_ago: i64) -> String {
     (Utc::now() - Duration::minutes(minutes_ago)).to_rfc3339()
@@ -182,14 +182,7 @@ async fn duplicates_count_once() {
         .clone()
         .unwrap();
     let body = json!({"event_id": "twice", "type": "download", "occurred_at": at(1), "lead_id": lead_id.to_string(), "tags": ["whitepaper"]}).to_string();
-    let event = || {
-        let mut e = aws_lambda_events::event::sqs::SqsEvent::default();
-        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-        m.message_id = Some(uuid::Uuid::new_v4().to_string());
-        m.body = Some(body.clone());
-        e.records.push(m);
-        e
-    };
+    let event = || sqs_event(&uuid::Uuid::new_v4().to_string(), body.clone());
     assert!(score_event(event()).await.batch_item_failures.is_empty());
     assert!(score_event(event()).await.batch_item_failures.is_empty());
     let store = app.store();
@@ -213,11 +206,7 @@ async fn duplicates_count_once() {
     );
     let qualify = app.stack.function("qualify").unwrap().sqs.clone().unwrap();
     for envelope in scored.iter().rev().chain(scored.iter()) {
-        let mut e = aws_lambda_events::event::sqs::SqsEvent::default();
-        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-        m.message_id = Some(uuid::Uuid::new_v4().to_string());
-        m.body = Some(envelope.to_string());
-        e.records.push(m);
+        let e = sqs_event(&uuid::Uuid::new_v4().to_string(), envelope.to_string());
         assert!(qualify(e).await.batch_item_failures.is_empty());
     }
     let lead = store.get(lead_id).await.unwrap().unwrap();
@@ -258,12 +247,8 @@ async fn a_config_push_changes_the_scoring_of_new_events() {
         .clone()
         .unwrap();
     let send = |id: &str| {
-        let mut e = aws_lambda_events::event::sqs::SqsEvent::default();
-        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-        m.message_id = Some(id.to_owned());
-        m.body = Some(json!({"event_id": id, "type": "download", "occurred_at": at(1), "tags": ["case-study"], "lead_id": lead_id.to_string()}).to_string());
-        e.records.push(m);
-        score_event(e)
+        let body = json!({"event_id": id, "type": "download", "occurred_at": at(1), "tags": ["case-study"], "lead_id": lead_id.to_string()});
+        score_event(sqs_event(id, body.to_string()))
     };
     assert!(send("cs-1").await.batch_item_failures.is_empty());
     let store = app.store();

@@ -246,3 +246,16 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
+
+/// An SQS batch of one message, as the event source mapping hands it to a function.
+pub fn sqs_event(
+    message_id: &str,
+    body: impl Into<String>,
+) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+    m.message_id = Some(message_id.to_owned());
+    m.body = Some(body.into());
+    event.records.push(m);
+    event
+}

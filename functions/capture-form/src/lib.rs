@@ -22,6 +22,7 @@ use leadflow_domain::{EventEnvelope, Lead, LeadId, LeadSubmission, SubmissionRul
 use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
 use leadflow_lambda::config::{self, ConfigError};
 use leadflow_lambda::outbox::deliver;
+use leadflow_lambda::retry::lost_race;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -251,12 +252,6 @@ fn client_context(req: &Request) -> SubmissionContext {
         ip,
         user_agent: header_str(req.headers(), "user-agent").map(str::to_owned),
     }
-}
-
-/// A short random pause after losing a race, so the losers do not collide again.
-async fn lost_race() {
-    let jitter = uuid::Uuid::new_v4().as_u128() % 20;
-    tokio::time::sleep(std::time::Duration::from_millis(5 + jitter as u64)).await;
 }
 
 /// Counted and answered like a success, so a bot learns nothing.

@@ -19,6 +19,7 @@ use leadflow_domain::{
 };
 use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::outbox::deliver;
+use leadflow_lambda::retry::lost_race;
 use leadflow_lambda::sqs::{for_each_record, RecordError};
 
 pub const FUNCTION: &str = "qualify";
@@ -29,10 +30,6 @@ pub struct Qualify<S, P> {
     store: S,
     publisher: P,
     config: ActiveConfig<S>,
-}
-
-fn retryable(e: impl std::fmt::Display) -> RecordError {
-    RecordError::Retryable(e.to_string())
 }
 
 /// The stage the score earns, from the stage the lead is at; `None` to stay.
@@ -96,17 +93,22 @@ where
     /// Brings the lead's stage and qualification up to date with its score at `now`.
     pub async fn qualify(&self, lead_id: LeadId, now: DateTime<Utc>) -> Result<(), RecordError> {
         for _ in 0..MAX_ATTEMPTS {
-            let Some(mut lead) = self.store.get(lead_id).await.map_err(retryable)? else {
+            let Some(mut lead) = self
+                .store
+                .get(lead_id)
+                .await
+                .map_err(RecordError::retryable)?
+            else {
                 return Err(RecordError::Poison(format!(
                     "lead {lead_id} does not exist"
                 )));
             };
-            let loaded = self.config.get().await.map_err(retryable)?;
+            let loaded = self.config.get().await.map_err(RecordError::retryable)?;
             let state = self
                 .store
                 .score(lead_id)
                 .await
-                .map_err(retryable)?
+                .map_err(RecordError::retryable)?
                 .map(|r| r.state)
                 .unwrap_or_default();
             let snapshot = state.snapshot(&loaded.config.scoring, &FitProfile::of(&lead), now);
@@ -194,11 +196,8 @@ where
                     deliver(&self.store, &self.publisher, &write.events).await;
                     return Ok(());
                 }
-                Err(StoreError::VersionConflict { .. } | StoreError::Busy) => {
-                    let jitter = uuid::Uuid::new_v4().as_u128() % 20;
-                    tokio::time::sleep(std::time::Duration::from_millis(5 + jitter as u64)).await;
-                }
-                Err(e) => return Err(retryable(e)),
+                Err(StoreError::VersionConflict { .. } | StoreError::Busy) => lost_race().await,
+                Err(e) => return Err(RecordError::retryable(e)),
             }
         }
         Err(RecordError::Retryable(format!(

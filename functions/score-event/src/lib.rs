@@ -17,6 +17,7 @@ use leadflow_domain::scoring::{changed, ApplyStatus, BehaviourEvent, FitProfile,
 use leadflow_domain::{EventEnvelope, Lead, LeadEvent, TrackedEvent};
 use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::outbox::deliver;
+use leadflow_lambda::retry::lost_race;
 use leadflow_lambda::sqs::{for_each_record, RecordError};
 
 pub const FUNCTION: &str = "score-event";
@@ -29,10 +30,6 @@ pub struct ScoreEvent<S, P> {
     config: ActiveConfig<S>,
 }
 
-fn retryable(e: impl std::fmt::Display) -> RecordError {
-    RecordError::Retryable(e.to_string())
-}
-
 fn behaviour(e: &TrackedEvent) -> BehaviourEvent {
     BehaviourEvent {
         event_id: e.event_id.clone(),
@@ -41,11 +38,6 @@ fn behaviour(e: &TrackedEvent) -> BehaviourEvent {
         url: e.url.clone(),
         tags: e.tags.clone(),
     }
-}
-
-async fn lost_race() {
-    let jitter = uuid::Uuid::new_v4().as_u128() % 20;
-    tokio::time::sleep(std::time::Duration::from_millis(5 + jitter as u64)).await;
 }
 
 impl<S, P> ScoreEvent<S, P>
@@ -100,11 +92,21 @@ where
         self.store
             .park_anonymous(&key, event)
             .await
-            .map_err(retryable)?;
+            .map_err(RecordError::retryable)?;
         // A lead may have claimed this history between our look-up and the park: score it now
         // (the event marker makes a second scoring by the join harmless).
-        if let Some(owner) = self.store.anonymous_owner(&key).await.map_err(retryable)? {
-            if let Some(lead) = self.store.get(owner).await.map_err(retryable)? {
+        if let Some(owner) = self
+            .store
+            .anonymous_owner(&key)
+            .await
+            .map_err(RecordError::retryable)?
+        {
+            if let Some(lead) = self
+                .store
+                .get(owner)
+                .await
+                .map_err(RecordError::retryable)?
+            {
                 return self.score(&lead, event, now).await;
             }
         }
@@ -115,18 +117,33 @@ where
     async fn resolve(&self, event: &TrackedEvent) -> Result<Option<Lead>, RecordError> {
         let id = &event.identity;
         if let Some(lead_id) = id.lead_id {
-            if let Some(lead) = self.store.get(lead_id).await.map_err(retryable)? {
+            if let Some(lead) = self
+                .store
+                .get(lead_id)
+                .await
+                .map_err(RecordError::retryable)?
+            {
                 return Ok(Some(lead));
             }
         }
         if let Some(email) = &id.email {
-            if let Some(lead) = self.store.find_by_email(email).await.map_err(retryable)? {
+            if let Some(lead) = self
+                .store
+                .find_by_email(email)
+                .await
+                .map_err(RecordError::retryable)?
+            {
                 return Ok(Some(lead));
             }
         }
         if let Some(key) = id.visitor_id.as_ref().and(id.anonymous_key()) {
-            if let Some(owner) = self.store.anonymous_owner(&key).await.map_err(retryable)? {
-                return self.store.get(owner).await.map_err(retryable);
+            if let Some(owner) = self
+                .store
+                .anonymous_owner(&key)
+                .await
+                .map_err(RecordError::retryable)?
+            {
+                return self.store.get(owner).await.map_err(RecordError::retryable);
             }
         }
         Ok(None)
@@ -143,12 +160,16 @@ where
                 .store
                 .claim_anonymous(&key, lead.id)
                 .await
-                .map_err(retryable)?;
+                .map_err(RecordError::retryable)?;
             if owner != lead.id {
                 tracing::warn!(lead_id = %lead.id, "anonymous history belongs to another lead; not joined");
                 continue;
             }
-            let events = self.store.anonymous_events(&key).await.map_err(retryable)?;
+            let events = self
+                .store
+                .anonymous_events(&key)
+                .await
+                .map_err(RecordError::retryable)?;
             if !events.is_empty() {
                 tracing::info!(lead_id = %lead.id, events = events.len(), "joining anonymous history");
             }
@@ -167,9 +188,13 @@ where
         now: DateTime<Utc>,
     ) -> Result<(), RecordError> {
         for _ in 0..MAX_ATTEMPTS {
-            let loaded = self.config.get().await.map_err(retryable)?;
+            let loaded = self.config.get().await.map_err(RecordError::retryable)?;
             let model = &loaded.config.scoring;
-            let existing = self.store.score(lead.id).await.map_err(retryable)?;
+            let existing = self
+                .store
+                .score(lead.id)
+                .await
+                .map_err(RecordError::retryable)?;
             let mut record = existing
                 .clone()
                 .unwrap_or_else(|| LeadScore::new(lead.id, now));
@@ -228,7 +253,7 @@ where
                 }
                 Err(StoreError::AlreadyProcessed) => return Ok(()),
                 Err(StoreError::VersionConflict { .. } | StoreError::Busy) => lost_race().await,
-                Err(e) => return Err(retryable(e)),
+                Err(e) => return Err(RecordError::retryable(e)),
             }
         }
         Err(RecordError::Retryable(format!(

@@ -58,6 +58,25 @@ fn stub_sqs(handle: fn(SqsEvent) -> BoxFuture<SqsBatchResponse>) -> SqsHandler {
     Arc::new(handle)
 }
 
+/// What the functions that read the scoring model are built from, as their `main.rs` builds it.
+type ScoringParts = (DynamoStore, EventBridgePublisher, ActiveConfig<DynamoStore>);
+
+fn scoring_parts(
+    dynamo: &leadflow_aws::aws_sdk_dynamodb::Client,
+    events: &leadflow_aws::aws_sdk_eventbridge::Client,
+    env: &dyn Fn(&'static str) -> Result<String, BuildError>,
+    spec: &FunctionSpec,
+) -> Result<ScoringParts, BuildError> {
+    let store = DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?);
+    let ttl = ttl_from(
+        spec.environment
+            .get("CONFIG_CACHE_SECONDS")
+            .map(String::as_str),
+    );
+    let publisher = EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?);
+    Ok((store.clone(), publisher, ActiveConfig::new(store, ttl)))
+}
+
 /// Builds every function of the manifest against the emulator described by `sdk`.
 pub fn build(
     manifest: &Manifest,
@@ -142,34 +161,20 @@ pub fn build(
                 }));
             }
             "score-event" => {
-                let store = DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?);
-                let ttl = ttl_from(
-                    spec.environment
-                        .get("CONFIG_CACHE_SECONDS")
-                        .map(String::as_str),
+                let handler = Arc::new(
+                    scoring_parts(&dynamo, &events, &env, spec)
+                        .map(|(s, p, c)| ScoreEvent::new(s, p, c))?,
                 );
-                let handler = Arc::new(ScoreEvent::new(
-                    store.clone(),
-                    EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?),
-                    ActiveConfig::new(store, ttl),
-                ));
                 f.sqs = Some(Arc::new(move |e| {
                     let handler = handler.clone();
                     Box::pin(async move { handler.handle(e).await })
                 }));
             }
             "qualify" => {
-                let store = DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?);
-                let ttl = ttl_from(
-                    spec.environment
-                        .get("CONFIG_CACHE_SECONDS")
-                        .map(String::as_str),
+                let handler = Arc::new(
+                    scoring_parts(&dynamo, &events, &env, spec)
+                        .map(|(s, p, c)| Qualify::new(s, p, c))?,
                 );
-                let handler = Arc::new(Qualify::new(
-                    store.clone(),
-                    EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?),
-                    ActiveConfig::new(store, ttl),
-                ));
                 f.sqs = Some(Arc::new(move |e| {
                     let handler = handler.clone();
                     Box::pin(async move { handler.handle(e).await })

@@ -4,6 +4,7 @@
 pub mod active_config;
 pub mod config;
 pub mod outbox;
+pub mod retry;
 pub mod sqs;
 
 pub use lambda_runtime;

@@ -17,6 +17,12 @@ pub enum RecordError {
     Poison(String),
 }
 
+impl RecordError {
+    pub fn retryable(e: impl std::fmt::Display) -> Self {
+        RecordError::Retryable(e.to_string())
+    }
+}
+
 fn failure(id: String) -> BatchItemFailure {
     let mut f = BatchItemFailure::default();
     f.item_identifier = id;
