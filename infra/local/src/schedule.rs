@@ -58,6 +58,38 @@ pub async fn run(rule_name: String, every: Duration, name: String, handler: Sche
 mod tests {
     use super::*;
 
+    #[tokio::test(start_paused = true)]
+    async fn a_schedule_invokes_its_function_every_interval_with_the_time() {
+        use std::sync::{Arc, Mutex};
+        let seen: Arc<Mutex<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>>> = Arc::default();
+        let record = seen.clone();
+        let handler: ScheduleHandler = Arc::new(move |event| {
+            record
+                .lock()
+                .unwrap()
+                .push((event.detail_type.clone(), event.time));
+            Box::pin(async { Ok("ok".to_owned()) })
+        });
+        let task = tokio::spawn(run(
+            "rule-1".into(),
+            Duration::from_secs(60),
+            "SlaTickFunction".into(),
+            handler,
+        ));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "the first run comes after one interval"
+        );
+        tokio::time::sleep(Duration::from_secs(160)).await;
+        task.abort();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3, "at 60, 120 and 180 s");
+        assert!(seen
+            .iter()
+            .all(|(kind, time)| kind == "Scheduled Event" && time.is_some()));
+    }
+
     #[test]
     fn rates() {
         assert_eq!(
