@@ -61,7 +61,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_schedule_invokes_its_function_every_interval_with_the_time() {
         use std::sync::{Arc, Mutex};
-        let seen: Arc<Mutex<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>>> = Arc::default();
+        type Seen = Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>;
+        let seen: Arc<Mutex<Seen>> = Arc::default();
         let record = seen.clone();
         let handler: ScheduleHandler = Arc::new(move |event| {
             record
