@@ -69,6 +69,9 @@ pub fn parse_yaml<T: DeserializeOwned>(yaml: &str) -> Result<T, ConfigError> {
 #[serde(deny_unknown_fields)]
 pub struct LeadflowConfig {
     pub scoring: crate::scoring::ScoringModel,
+    /// Owners, pools, partners and routing rules (the route function needs it).
+    #[serde(default)]
+    pub routing: Option<crate::routing::RoutingConfig>,
 }
 
 impl LeadflowConfig {
@@ -80,13 +83,22 @@ impl LeadflowConfig {
     /// A one-line account of what the configuration holds.
     pub fn summary(&self) -> String {
         let s = &self.scoring;
-        format!(
+        let scoring = format!(
             "scoring model with {} behaviour rules, {} fit rules, {} products; MQL at {}",
             s.behaviour().len(),
             s.fit().len(),
             s.products().len(),
             s.thresholds().mql
-        )
+        );
+        match &self.routing {
+            Some(r) => format!(
+                "{scoring}; routing: {} owners, {} pools, {} rules",
+                r.owners.len(),
+                r.pools.len(),
+                r.rules.len()
+            ),
+            None => format!("{scoring}; no routing"),
+        }
     }
 }
 
@@ -112,6 +124,8 @@ mod tests {
         let config =
             LeadflowConfig::parse(&yaml).unwrap_or_else(|e| panic!("config/leadflow.yaml: {e}"));
         assert!(config.scoring.behaviour().len() >= 10);
+        let routing = config.routing.expect("the example routes");
+        assert!(routing.pool(&routing.default_pool).is_some());
     }
 
     #[test]

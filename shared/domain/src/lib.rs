@@ -11,6 +11,7 @@ pub mod events;
 pub mod lead;
 pub mod lead_score;
 pub mod ports;
+pub mod routing;
 pub mod scoring;
 pub mod stage;
 pub mod submission;

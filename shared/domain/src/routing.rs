@@ -1,0 +1,508 @@
+//! Routing (DOMAIN.md step 4): which pool a sales-ready lead goes to, and inside a pool, whose
+//! turn it is. Configuration as data (the `routing:` section of config/leadflow.yaml), validated
+//! on parse; the decisions are pure functions, the shared round-robin counter lives in the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::scoring::{Grade, Temperature};
+use crate::Lead;
+
+/// An owner (sales rep), a pool or a partner, by id: `[a-z0-9-]+`.
+pub type Id = String;
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Days an owner is away (both ends included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Absence {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+/// Where a target's CRM receives leads: an https endpoint and the reference of its signing
+/// secret (`env:NAME` or a Secrets Manager ARN), never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmTarget {
+    pub endpoint: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    pub id: Id,
+    pub name: String,
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<Id>,
+    /// Share of the round-robin: an owner of weight 2 gets twice the leads of weight 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_cap: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absences: Vec<Absence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm: Option<CrmTarget>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Owner {
+    pub fn is_absent(&self, day: NaiveDate) -> bool {
+        self.absences.iter().any(|a| a.from <= day && day <= a.to)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partner {
+    pub id: Id,
+    pub name: String,
+    pub crm: CrmTarget,
+}
+
+/// How fast the owner must accept (the SLA issue acts on the deadline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSla {
+    pub accept_within_hours: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub id: Id,
+    /// Owners taking turns (round-robin by weight).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Id>,
+    /// Leads wait in this manager's queue instead of going to a member (hot leads skip it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_manager: Option<Id>,
+    /// The pool is a distribution partner / reseller: the lead is offered to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner: Option<Id>,
+    #[serde(default = "default_sla")]
+    pub sla: PoolSla,
+}
+
+fn default_sla() -> PoolSla {
+    PoolSla {
+        accept_within_hours: 24,
+    }
+}
+
+/// Conditions are ANDed; an empty list matches anything. The first rule that matches picks
+/// the pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingRule {
+    pub id: Id,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub postcode_prefixes: Vec<String>,
+    /// The lead is interested in one of these tags (interest weight at least 0.5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags_any: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub campaigns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grades: Vec<Grade>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub temperatures: Vec<Temperature>,
+    pub pool: Id,
+}
+
+/// The weight at which a tag counts as an interest for routing.
+pub const INTEREST_THRESHOLD: f64 = 0.5;
+
+/// What a routing decision looks at besides the lead's fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingFacts<'a> {
+    pub lead: &'a Lead,
+    pub grade: Grade,
+    pub temperature: Temperature,
+    pub interests: &'a BTreeMap<String, f64>,
+}
+
+impl RoutingRule {
+    pub fn matches(&self, f: &RoutingFacts<'_>) -> bool {
+        let eq = |list: &[String], v: Option<&String>| {
+            list.is_empty() || v.is_some_and(|v| list.iter().any(|x| x.eq_ignore_ascii_case(v)))
+        };
+        eq(&self.countries, f.lead.country.as_ref())
+            && (self.postcode_prefixes.is_empty()
+                || f.lead.postcode.as_ref().is_some_and(|p| {
+                    self.postcode_prefixes
+                        .iter()
+                        .any(|x| p.starts_with(x.as_str()))
+                }))
+            && (self.tags_any.is_empty()
+                || self.tags_any.iter().any(|t| {
+                    f.interests
+                        .get(&t.to_lowercase())
+                        .is_some_and(|w| *w >= INTEREST_THRESHOLD)
+                }))
+            && eq(
+                &self.campaigns,
+                f.lead.campaign.as_ref().or(f.lead.utm.campaign.as_ref()),
+            )
+            && eq(
+                &self.sources,
+                f.lead.source.as_ref().or(f.lead.utm.source.as_ref()),
+            )
+            && (self.grades.is_empty() || self.grades.contains(&f.grade))
+            && (self.temperatures.is_empty() || self.temperatures.contains(&f.temperature))
+    }
+}
+
+/// The `routing:` section: owners, pools, partners, ordered rules, and the default pool that
+/// takes every lead no rule matches (never a dropped lead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoutingConfig {
+    pub default_pool: Id,
+    pub owners: Vec<Owner>,
+    pub pools: Vec<Pool>,
+    pub partners: Vec<Partner>,
+    pub rules: Vec<RoutingRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouting {
+    default_pool: Id,
+    owners: Vec<Owner>,
+    pools: Vec<Pool>,
+    #[serde(default)]
+    partners: Vec<Partner>,
+    #[serde(default)]
+    rules: Vec<RoutingRule>,
+}
+
+impl<'de> Deserialize<'de> for RoutingConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawRouting::deserialize(d)?;
+        RoutingConfig::validate(raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl RoutingConfig {
+    fn validate(raw: RawRouting) -> Result<Self, String> {
+        let mut ids = BTreeSet::new();
+        for id in raw
+            .owners
+            .iter()
+            .map(|o| &o.id)
+            .chain(raw.partners.iter().map(|p| &p.id))
+        {
+            if !valid_id(id) {
+                return Err(format!(
+                    "id {id:?} must be 1 to 64 characters of a-z, 0-9 and -"
+                ));
+            }
+            if !ids.insert(id.clone()) {
+                return Err(format!("owner/partner id {id:?} is used twice"));
+            }
+        }
+        let owner = |id: &str| raw.owners.iter().any(|o| o.id == id);
+        for o in &raw.owners {
+            if o.weight == 0 {
+                return Err(format!("owners.{}.weight must be at least 1", o.id));
+            }
+            if let Some(m) = o.manager.as_ref().filter(|m| !owner(m)) {
+                return Err(format!("owners.{}.manager {m:?} is not an owner", o.id));
+            }
+            if o.absences.iter().any(|a| a.to < a.from) {
+                return Err(format!(
+                    "owners.{}.absences: an absence ends before it starts",
+                    o.id
+                ));
+            }
+            if let Some(crm) = &o.crm {
+                crm_ok(crm).map_err(|e| format!("owners.{}.crm: {e}", o.id))?;
+            }
+        }
+        for p in &raw.partners {
+            crm_ok(&p.crm).map_err(|e| format!("partners.{}.crm: {e}", p.id))?;
+        }
+        let mut pool_ids = BTreeSet::new();
+        for p in &raw.pools {
+            if !valid_id(&p.id) || !pool_ids.insert(p.id.clone()) {
+                return Err(format!("pool id {:?} is invalid or used twice", p.id));
+            }
+            let targets = usize::from(!p.members.is_empty()) + usize::from(p.partner.is_some());
+            if targets != 1 {
+                return Err(format!("pools.{}: give either members or a partner", p.id));
+            }
+            if let Some(m) = p.members.iter().find(|m| !owner(m)) {
+                return Err(format!("pools.{}.members: {m:?} is not an owner", p.id));
+            }
+            if let Some(m) = p.staging_manager.as_ref().filter(|m| !owner(m)) {
+                return Err(format!(
+                    "pools.{}.staging_manager {m:?} is not an owner",
+                    p.id
+                ));
+            }
+            if let Some(partner) = p
+                .partner
+                .as_ref()
+                .filter(|x| !raw.partners.iter().any(|p| &p.id == *x))
+            {
+                return Err(format!(
+                    "pools.{}.partner {partner:?} is not a partner",
+                    p.id
+                ));
+            }
+            if p.sla.accept_within_hours == 0 {
+                return Err(format!(
+                    "pools.{}.sla.accept_within_hours must be at least 1",
+                    p.id
+                ));
+            }
+        }
+        if !pool_ids.contains(&raw.default_pool) {
+            return Err(format!("default_pool {:?} is not a pool", raw.default_pool));
+        }
+        let mut rule_ids = BTreeSet::new();
+        for r in &raw.rules {
+            if !valid_id(&r.id) || !rule_ids.insert(r.id.clone()) {
+                return Err(format!("rule id {:?} is invalid or used twice", r.id));
+            }
+            if !pool_ids.contains(&r.pool) {
+                return Err(format!("rules.{}.pool {:?} is not a pool", r.id, r.pool));
+            }
+        }
+        Ok(Self {
+            default_pool: raw.default_pool,
+            owners: raw.owners,
+            pools: raw.pools,
+            partners: raw.partners,
+            rules: raw.rules,
+        })
+    }
+
+    pub fn owner(&self, id: &str) -> Option<&Owner> {
+        self.owners.iter().find(|o| o.id == id)
+    }
+
+    pub fn pool(&self, id: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.id == id)
+    }
+
+    pub fn partner(&self, id: &str) -> Option<&Partner> {
+        self.partners.iter().find(|p| p.id == id)
+    }
+
+    /// The first matching rule and its pool, else the default pool (no rule).
+    pub fn pool_for(&self, facts: &RoutingFacts<'_>) -> (Option<&RoutingRule>, &Pool) {
+        let rule = self.rules.iter().find(|r| r.matches(facts));
+        let pool_id = rule.map_or(self.default_pool.as_str(), |r| r.pool.as_str());
+        // Validation guarantees every referenced pool exists.
+        let pool = self
+            .pool(pool_id)
+            .or_else(|| self.pools.first())
+            .expect("a validated routing config has pools");
+        (rule, pool)
+    }
+
+    /// The pool's turn order over one cycle: smooth weighted round-robin (nginx's), so owners
+    /// of weights 1:2:1 take turns b a b c rather than a b b c, and slot `n` of an atomic
+    /// counter maps to `sequence[n % len]`: exact shares however many routes run at once.
+    pub fn sequence(&self, pool: &Pool) -> Vec<Id> {
+        let members: Vec<&Owner> = pool.members.iter().filter_map(|m| self.owner(m)).collect();
+        let total: i64 = members.iter().map(|o| i64::from(o.weight)).sum();
+        let mut current = vec![0i64; members.len()];
+        let mut order = Vec::with_capacity(total as usize);
+        for _ in 0..total {
+            for (c, o) in current.iter_mut().zip(&members) {
+                *c += i64::from(o.weight);
+            }
+            let Some((best, _)) = current
+                .iter()
+                .enumerate()
+                .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
+            else {
+                break;
+            };
+            current[best] -= total;
+            order.push(members[best].id.clone());
+        }
+        order
+    }
+}
+
+fn crm_ok(crm: &CrmTarget) -> Result<(), String> {
+    let url = url::Url::parse(&crm.endpoint).map_err(|e| format!("endpoint: {e}"))?;
+    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if url.scheme() != "https" && !(url.scheme() == "http" && local) {
+        return Err("endpoint must be https (http only for localhost)".into());
+    }
+    if !(crm.secret.starts_with("env:") || crm.secret.starts_with("arn:aws:secretsmanager:")) {
+        return Err("secret must be a reference: env:NAME or a Secrets Manager ARN".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_yaml;
+    use crate::lead::{LeadId, SubmissionContext};
+    use crate::submission::SubmissionRules;
+
+    const YAML: &str = r#"
+default_pool: inside-sales
+owners:
+  - { id: anna, name: Anna, email: anna@example.com, weight: 1, manager: maria }
+  - { id: ben, name: Ben, email: ben@example.com, weight: 2, daily_cap: 20, manager: maria,
+      absences: [{ from: 2026-12-20, to: 2027-01-03 }] }
+  - { id: cem, name: Cem, email: cem@example.com, weight: 1, manager: maria,
+      crm: { endpoint: "https://crm.example.com/hooks/leadflow", secret: "env:CRM_SECRET_CEM" } }
+  - { id: maria, name: Maria, email: maria@example.com }
+partners:
+  - { id: reseller-at, name: Reseller AT, crm: { endpoint: "https://partner.example.at/leads", secret: "env:PARTNER_AT" } }
+pools:
+  - { id: dach-crm, members: [anna, ben, cem], sla: { accept_within_hours: 24 } }
+  - { id: enterprise, members: [ben], staging_manager: maria }
+  - { id: austria-partner, partner: reseller-at }
+  - { id: inside-sales, members: [anna, cem] }
+rules:
+  - { id: austria, countries: [AT], pool: austria-partner }
+  - { id: dach-crm, countries: [DE, CH], tags_any: [crm], pool: dach-crm }
+  - { id: enterprise, grades: [A], pool: enterprise }
+"#;
+
+    fn config() -> RoutingConfig {
+        parse_yaml(YAML).unwrap()
+    }
+
+    fn lead(pairs: &[(&str, &str)]) -> Lead {
+        let raw = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let s = SubmissionRules::default().validate(&raw).unwrap();
+        let at = "2026-11-22T12:00:00Z".parse().unwrap();
+        Lead::capture(LeadId::new_at(at), s, &SubmissionContext::default(), at).lead
+    }
+
+    #[test]
+    fn first_matching_rule_picks_the_pool_and_the_default_takes_the_rest() {
+        let c = config();
+        let interests = BTreeMap::from([("crm".to_owned(), 1.0)]);
+        fn facts<'a>(
+            l: &'a Lead,
+            grade: Grade,
+            interests: &'a BTreeMap<String, f64>,
+        ) -> RoutingFacts<'a> {
+            RoutingFacts {
+                lead: l,
+                grade,
+                temperature: Temperature::Warm,
+                interests,
+            }
+        }
+        let de = lead(&[("email", "a@b.de"), ("country", "DE")]);
+        let at = lead(&[("email", "a@b.at"), ("country", "AT")]);
+        let us = lead(&[("email", "a@b.com"), ("country", "US")]);
+        assert_eq!(
+            c.pool_for(&facts(&de, Grade::B, &interests)).1.id,
+            "dach-crm"
+        );
+        assert_eq!(
+            c.pool_for(&facts(&at, Grade::A, &interests)).1.id,
+            "austria-partner",
+            "first match wins"
+        );
+        assert_eq!(
+            c.pool_for(&facts(&us, Grade::A, &interests)).1.id,
+            "enterprise"
+        );
+        let (rule, pool) = c.pool_for(&facts(&us, Grade::C, &interests));
+        assert!(rule.is_none());
+        assert_eq!(
+            pool.id, "inside-sales",
+            "no rule: the default pool, never a dropped lead"
+        );
+        let cold = BTreeMap::from([("crm".to_owned(), 0.2)]);
+        let f = RoutingFacts {
+            lead: &de,
+            grade: Grade::B,
+            temperature: Temperature::Warm,
+            interests: &cold,
+        };
+        assert_eq!(
+            c.pool_for(&f).1.id,
+            "inside-sales",
+            "a faded interest does not count"
+        );
+    }
+
+    #[test]
+    fn weighted_turns_are_smooth_and_exact() {
+        let c = config();
+        let seq = c.sequence(c.pool("dach-crm").unwrap());
+        assert_eq!(seq, ["ben", "anna", "cem", "ben"]);
+        let mut counts = BTreeMap::new();
+        for n in 0..1000 {
+            *counts.entry(seq[n % seq.len()].clone()).or_insert(0) += 1;
+        }
+        assert_eq!(
+            counts,
+            BTreeMap::from([
+                ("anna".into(), 250),
+                ("ben".into(), 500),
+                ("cem".into(), 250)
+            ])
+        );
+    }
+
+    #[test]
+    fn absences() {
+        let c = config();
+        let ben = c.owner("ben").unwrap();
+        assert!(ben.is_absent("2026-12-24".parse().unwrap()));
+        assert!(ben.is_absent("2027-01-03".parse().unwrap()));
+        assert!(!ben.is_absent("2027-01-04".parse().unwrap()));
+    }
+
+    #[test]
+    fn references_are_checked() {
+        for (bad, says) in [
+            (
+                YAML.replace("default_pool: inside-sales", "default_pool: nowhere"),
+                "default_pool",
+            ),
+            (
+                YAML.replace("members: [anna, cem]", "members: [anna, zoe]"),
+                "zoe",
+            ),
+            (YAML.replace("pool: enterprise }", "pool: vip }"), "vip"),
+            (YAML.replace("weight: 2,", "weight: 0,"), "weight"),
+            (
+                YAML.replace("https://crm.example.com", "http://crm.example.com"),
+                "https",
+            ),
+            (YAML.replace("env:CRM_SECRET_CEM", "hunter2"), "secret"),
+        ] {
+            let err = parse_yaml::<RoutingConfig>(&bad).unwrap_err();
+            assert!(err.to_string().contains(says), "{says}: {err}");
+        }
+    }
+}
