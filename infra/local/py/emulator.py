@@ -64,6 +64,8 @@ def make_dynamodb_writes_atomic() -> None:
     """
     from moto.dynamodb.models import DynamoDBBackend
 
+    # First, so that the lock below also covers its snapshot and restore.
+    make_transactions_cheap()
     lock = threading.RLock()
     for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
         original = getattr(DynamoDBBackend, name)
@@ -74,6 +76,70 @@ def make_dynamodb_writes_atomic() -> None:
 
         locked.__name__ = name
         setattr(DynamoDBBackend, name, locked)
+
+
+def make_transactions_cheap() -> None:
+    """Roll back a cancelled TransactWriteItems by item, not by copying the table.
+
+    moto deep-copies the whole table once per item of every transaction to be able to roll
+    back. A table of a few thousand items then makes each transaction cost seconds and
+    gigabytes (seen: 15 GB while routing 1,000 leads). Here the table copy is skipped and only
+    the items the transaction touches are saved and, if it is cancelled, put back: the same
+    all-or-nothing outcome.
+    """
+    import copy
+    import types
+
+    from moto.dynamodb import models as ddb_models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    def deepcopy(value, memo=None):
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    # Only the dynamodb models module sees this `copy`; everything else keeps the real one.
+    ddb_models.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)
+    transact = DynamoDBBackend.transact_write_items
+
+    def saved_items(backend, transact_items):
+        saved = []
+        for entry in transact_items:
+            op_type, op = next(iter(entry.items()))
+            table = backend.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            key = op["Item"] if op_type == "Put" else op.get("Key", {})
+            if table.hash_key_attr not in key:
+                continue
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None
+            current = table.get_item(hash_value, range_value) if (range_value or not table.has_range_key) else None
+            saved.append((table, hash_value, range_value, copy.deepcopy(current)))
+        return saved
+
+    def restore(saved):
+        for table, hash_value, range_value, item in reversed(saved):
+            if range_value is not None:
+                if item is None:
+                    table.items.get(hash_value, {}).pop(range_value, None)
+                else:
+                    table.items[hash_value][range_value] = item
+            elif item is None:
+                table.items.pop(hash_value, None)
+            else:
+                table.items[hash_value] = item
+
+    def cheap_transact(self, transact_items, *args, **kwargs):
+        saved = saved_items(self, transact_items)
+        try:
+            return transact(self, transact_items, *args, **kwargs)
+        except Exception:
+            restore(saved)
+            raise
+
+    cheap_transact.__name__ = "transact_write_items"
+    DynamoDBBackend.transact_write_items = cheap_transact
 
 
 def make_server(host: str, port: int):
