@@ -183,6 +183,28 @@ async fn segments_list_leads_by_decayed_interest_page_by_page() {
         .unwrap();
     assert_eq!(second["leads"].as_array().unwrap().len(), 1);
     assert_ne!(first["leads"][0]["lead_id"], second["leads"][0]["lead_id"]);
+    // A page never holds more than `limit`, even when low-interest members are skipped.
+    let page: Value = get("min_weight=0&limit=2")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["leads"].as_array().unwrap().len(), 2);
+    let rest: Value = get(&format!(
+        "min_weight=0&limit=2&cursor={}",
+        page["next_cursor"].as_str().unwrap()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        rest["leads"].as_array().unwrap().len(),
+        0,
+        "only two leads like crm: {rest}"
+    );
 
     let bad = get("limit=1000&min_weight=-1").await.unwrap();
     assert_eq!(bad.status(), 422);

@@ -472,22 +472,27 @@ where
         };
         let mut leads = Vec::new();
         let mut next = cursor;
-        // Members below the threshold are skipped, so a page may take several reads.
-        for _ in 0..10 {
+        // Members below the threshold are skipped, so a page may take several reads; a full
+        // page stops at its last lead, which is then the cursor.
+        'pages: for _ in 0..10 {
             let (members, after) = match self.store.segment_page(&tag, next.as_deref(), limit).await
             {
                 Ok(page) => page,
                 Err(e) => return Answer::unavailable(&e),
             };
+            next = after;
             for m in members {
                 let days = (now - m.at).num_milliseconds() as f64 / 86_400_000.0;
                 let weight = m.weight * 0.5f64.powf(days.max(0.0) / half_life_days);
                 if weight >= min_weight {
                     leads.push(json!({ "lead_id": m.lead_id, "weight": (weight * 1000.0).round() / 1000.0 }));
+                    if leads.len() == limit {
+                        next = Some(m.lead_id.to_string());
+                        break 'pages;
+                    }
                 }
             }
-            next = after;
-            if next.is_none() || leads.len() >= limit {
+            if next.is_none() {
                 break;
             }
         }
