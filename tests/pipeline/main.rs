@@ -8,6 +8,7 @@ mod events_samples;
 mod local_stack;
 mod openapi;
 mod outbox;
+mod routing;
 mod sales_api;
 mod scoring;
 mod support;

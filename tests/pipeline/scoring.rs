@@ -18,7 +18,7 @@ fn at(minutes_ago: i64) -> String {
 /// `LeadQualified` reaches the bus once.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_anonymous_visitor_becomes_an_mql() {
-    let app = TestApp::spawn_running().await;
+    let app = TestApp::spawn_running(&["score-event", "qualify"]).await;
     app.post_events(json!([
         {"event_id": "anon-1", "type": "page_view", "occurred_at": at(30), "url": "https://www.example.com/products/crm", "tags": ["crm"], "visitor_id": "v-7f3a"},
         {"event_id": "anon-2", "type": "page_view", "occurred_at": at(29), "url": "https://www.example.com/blog/lead-scoring", "visitor_id": "v-7f3a"}

@@ -84,17 +84,31 @@ impl TestApp {
         }
     }
 
-    /// A stack that runs like `cargo dev`: config/leadflow.yaml pushed, and every implemented
-    /// queue-driven function polling its queue. Configuration changes apply at once.
-    pub async fn spawn_running() -> Self {
+    /// A stack that runs like `cargo dev`: config/leadflow.yaml pushed, and the named
+    /// queue-driven functions polling their queues (the others' queues keep what reaches them,
+    /// for the test to look at). Configuration changes apply at once.
+    pub async fn spawn_running(binaries: &[&str]) -> Self {
         let mut app = Self::spawn_with(&["ConfigCacheSeconds=0"]).await;
         leadflow_local::config::ensure_active(&app.stack)
             .await
             .expect("config/leadflow.yaml is pushed");
+        let queues: Vec<String> = binaries
+            .iter()
+            .flat_map(|b| {
+                app.stack
+                    .function(b)
+                    .expect("a function of the template")
+                    .spec
+                    .queues
+                    .clone()
+            })
+            .map(|q| q.queue_logical_id)
+            .collect();
         app.pollers = app
             .stack
             .pollers()
             .into_iter()
+            .filter(|p| queues.contains(&p.source.queue_logical_id))
             .map(|p| tokio::spawn(p.run()))
             .collect();
         app

@@ -1,11 +1,36 @@
+// The handler future nests deeply (config, score and lead store calls): layout needs the room.
+#![recursion_limit = "256"]
+
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use leadflow_aws::dynamo::DynamoStore;
+use leadflow_aws::eventbridge::EventBridgePublisher;
+use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
+use leadflow_lambda::config::required;
+use route::Route;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     leadflow_lambda::init_tracing();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(route::handle(event.payload).await)
+    let sdk = leadflow_aws::sdk_config().await;
+    let store = DynamoStore::new(
+        leadflow_aws::aws_sdk_dynamodb::Client::new(&sdk),
+        required("TABLE_NAME")?,
+    );
+    let publisher = EventBridgePublisher::new(
+        leadflow_aws::aws_sdk_eventbridge::Client::new(&sdk),
+        required("EVENT_BUS_NAME")?,
+    );
+    let handler = &Route::new(
+        store.clone(),
+        publisher,
+        ActiveConfig::new(
+            store,
+            ttl_from(std::env::var("CONFIG_CACHE_SECONDS").ok().as_deref()),
+        ),
+    );
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(handler.handle(event.payload).await)
     }))
     .await
 }

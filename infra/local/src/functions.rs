@@ -16,6 +16,7 @@ use leadflow_aws::sqs::SqsEventQueue;
 use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
 use outbox_relay::OutboxRelay;
 use qualify::Qualify;
+use route::Route;
 use score_event::ScoreEvent;
 
 use crate::manifest::{FunctionSpec, Manifest};
@@ -181,8 +182,14 @@ pub fn build(
                 }));
             }
             "route" => {
-                f.implemented = route::IMPLEMENTED;
-                f.sqs = Some(stub_sqs(|e| Box::pin(route::handle(e))));
+                let handler = Arc::new(
+                    scoring_parts(&dynamo, &events, &env, spec)
+                        .map(|(s, p, c)| Route::new(s, p, c))?,
+                );
+                f.sqs = Some(Arc::new(move |e| {
+                    let handler = handler.clone();
+                    Box::pin(async move { handler.handle(e).await })
+                }));
             }
             "crm-webhook" => {
                 f.implemented = crm_webhook::IMPLEMENTED;

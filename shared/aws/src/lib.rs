@@ -10,6 +10,8 @@ pub mod dynamo;
 #[cfg(feature = "eventbridge")]
 pub mod eventbridge;
 #[cfg(feature = "dynamodb")]
+pub mod routing_state;
+#[cfg(feature = "dynamodb")]
 pub mod score_store;
 #[cfg(feature = "sqs")]
 pub mod sqs;

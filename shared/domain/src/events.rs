@@ -42,6 +42,10 @@ pub enum LeadEvent {
         config_version: u64,
         reason: String,
     },
+    /// The lead was assigned (owner, manager queue or partner), with the rule that matched.
+    LeadRouted {
+        assignment: crate::routing::Assignment,
+    },
     /// A lead moved along the lifecycle.
     StageChanged {
         from: Stage,
@@ -59,6 +63,7 @@ impl LeadEvent {
             LeadEvent::LeadCaptured { .. } => "LeadCaptured",
             LeadEvent::LeadScored { .. } => "LeadScored",
             LeadEvent::LeadQualified { .. } => "LeadQualified",
+            LeadEvent::LeadRouted { .. } => "LeadRouted",
             LeadEvent::StageChanged { .. } => "StageChanged",
         }
     }

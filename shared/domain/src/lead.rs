@@ -135,6 +135,9 @@ pub struct Lead {
     /// Budget, Authority, Need, Time, as inside sales found them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bant: Option<crate::bant::Bant>,
+    /// Who works the lead, and why (routing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<crate::routing::Assignment>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency version: 1 at capture, +1 on every stored change.
@@ -233,6 +236,7 @@ impl Lead {
             consent: s.consent.as_ref().map(|c| consent_from(c, ctx, at)),
             qualification: None,
             bant: None,
+            assignment: None,
             created_at: at,
             updated_at: at,
             version: 1,

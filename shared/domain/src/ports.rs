@@ -239,3 +239,23 @@ pub trait ScoreStore: Send + Sync {
         Output = Result<(Vec<crate::lead_score::SegmentMember>, Option<String>), StoreError>,
     > + Send;
 }
+
+/// The shared state of routing: whose turn it is in a pool, and how many leads an owner got today.
+pub trait RoutingState: Send + Sync {
+    /// Takes the pool's next turn: 1, 2, 3, ... each number handed out once, however many
+    /// routes run at once.
+    fn next_turn(&self, pool: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Counts one lead for the owner on `day` unless the cap is reached; false when it is.
+    fn take_daily_slot(
+        &self,
+        owner: &str,
+        day: chrono::NaiveDate,
+        cap: u32,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Gives back a slot taken for a lead that was not assigned after all.
+    fn release_daily_slot(
+        &self,
+        owner: &str,
+        day: chrono::NaiveDate,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -347,6 +347,34 @@ impl RoutingConfig {
     }
 }
 
+/// Who has the lead now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AssignedTo {
+    /// A sales rep, whose turn it was.
+    Owner { id: Id, name: String, email: String },
+    /// A manager's queue (a pool that stages leads); the manager assigns by hand.
+    ManagerQueue { id: Id, name: String, email: String },
+    /// A distribution partner / reseller.
+    Partner { id: Id, name: String },
+}
+
+/// A routing decision with its why: the rule that matched (none: the default pool), the pool,
+/// the config version, and by when the lead must be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub assigned_to: AssignedTo,
+    pub pool: Id,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Id>,
+    /// A hot lead that skipped the pool's manager queue.
+    #[serde(default)]
+    pub fast_track: bool,
+    pub config_version: u64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub sla_deadline: chrono::DateTime<chrono::Utc>,
+}
+
 fn crm_ok(crm: &CrmTarget) -> Result<(), String> {
     let url = url::Url::parse(&crm.endpoint).map_err(|e| format!("endpoint: {e}"))?;
     let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
