@@ -8,12 +8,7 @@ use serde_json::{json, Value};
 use crate::support::{sqs_event, TestApp};
 
 async fn lead(app: &TestApp, email: &str) -> LeadId {
-    let r = app.post_json(&json!({ "email": email })).await;
-    r.json::<Value>().await.unwrap()["lead_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    app.capture(&json!({ "email": email })).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

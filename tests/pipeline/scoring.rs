@@ -4,7 +4,7 @@
 use chrono::{Duration, Utc};
 use leadflow_domain::ports::{ConfigStore, LeadStore, ScoreStore};
 use leadflow_domain::scoring::Points;
-use leadflow_domain::{LeadId, Stage};
+use leadflow_domain::Stage;
 use serde_json::{json, Value};
 
 use crate::support::{eventually, sqs_event, TestApp};
@@ -38,16 +38,10 @@ async fn an_anonymous_visitor_becomes_an_mql() {
         .await
     );
 
-    let response = app
-        .post_json(&json!({"email": "maria@example.de", "first_name": "Maria", "company": "Beispiel GmbH",
+    let lead_id = app
+        .capture(&json!({"email": "maria@example.de", "first_name": "Maria", "company": "Beispiel GmbH",
             "job_title": "Marketing Manager", "country": "DE", "industry": "Software", "visitor_id": "v-7f3a"}))
         .await;
-    assert_eq!(response.status(), 201);
-    let lead_id: LeadId = response.json::<Value>().await.unwrap()["lead_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
 
     // Joined with their original times: the lead is engaged by fit and history.
     let engaged = eventually(20, || async {
@@ -168,12 +162,7 @@ async fn duplicates_count_once() {
     leadflow_local::config::ensure_active(&app.stack)
         .await
         .unwrap();
-    let response = app.post_json(&json!({"email": "dup@example.com", "company": "ACME", "industry": "software", "country": "AT"})).await;
-    let lead_id: LeadId = response.json::<Value>().await.unwrap()["lead_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let lead_id = app.capture(&json!({"email": "dup@example.com", "company": "ACME", "industry": "software", "country": "AT"})).await;
     let score_event = app
         .stack
         .function("score-event")
@@ -233,12 +222,7 @@ async fn a_config_push_changes_the_scoring_of_new_events() {
     leadflow_local::config::ensure_active(&app.stack)
         .await
         .unwrap();
-    let response = app.post_json(&json!({"email": "model@example.com"})).await;
-    let lead_id: LeadId = response.json::<Value>().await.unwrap()["lead_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let lead_id = app.capture(&json!({"email": "model@example.com"})).await;
     let score_event = app
         .stack
         .function("score-event")

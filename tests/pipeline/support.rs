@@ -157,6 +157,17 @@ impl TestApp {
             .expect("request")
     }
 
+    /// Captures a new lead (201) and gives its id.
+    pub async fn capture(&self, body: &Value) -> leadflow_domain::LeadId {
+        let response = self.post_json(body).await;
+        assert_eq!(response.status(), 201, "a new lead");
+        let body: Value = response.json().await.expect("JSON");
+        body["lead_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("a lead id")
+    }
+
     pub async fn post_json(&self, body: &Value) -> reqwest::Response {
         self.http
             .post(self.leads_url())

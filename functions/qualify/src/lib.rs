@@ -7,7 +7,6 @@
 //! (duplicates, out of order) only one can make the transition, and `LeadQualified` is
 //! announced exactly once per transition to MQL. A Recycled lead may qualify again.
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use leadflow_domain::ports::{
@@ -20,7 +19,7 @@ use leadflow_domain::{
 use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::retry::lost_race;
-use leadflow_lambda::sqs::{for_each_record, RecordError};
+use leadflow_lambda::sqs::{for_each_record, leadflow_event, RecordError};
 
 pub const FUNCTION: &str = "qualify";
 pub const IMPLEMENTED: bool = true;
@@ -80,11 +79,10 @@ where
     }
 
     pub async fn record(&self, body: &str, now: DateTime<Utc>) -> Result<(), RecordError> {
-        let envelope: EventBridgeEvent<EventEnvelope> = serde_json::from_str(body)
-            .map_err(|e| RecordError::Poison(format!("not a leadflow event: {e}")))?;
-        match envelope.detail.event {
+        let event = leadflow_event(body)?;
+        match event.event {
             LeadEvent::LeadCaptured { .. } | LeadEvent::LeadScored { .. } => {
-                self.qualify(envelope.detail.lead_id, now).await
+                self.qualify(event.lead_id, now).await
             }
             _ => Ok(()),
         }

@@ -8,7 +8,6 @@
 //! redelivered `LeadQualified` assigns nothing twice. `LeadRouted` carries the assignment with
 //! the rule, the config version and the SLA deadline.
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Duration, Utc};
 use leadflow_domain::ports::{
@@ -20,7 +19,7 @@ use leadflow_domain::{Actor, EventEnvelope, LeadEvent, LeadId, Stage, TimelineEn
 use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::retry::lost_race;
-use leadflow_lambda::sqs::{for_each_record, RecordError};
+use leadflow_lambda::sqs::{for_each_record, leadflow_event, RecordError};
 
 pub const FUNCTION: &str = "route";
 pub const IMPLEMENTED: bool = true;
@@ -66,10 +65,9 @@ where
     }
 
     pub async fn record(&self, body: &str, now: DateTime<Utc>) -> Result<(), RecordError> {
-        let envelope: EventBridgeEvent<EventEnvelope> = serde_json::from_str(body)
-            .map_err(|e| RecordError::Poison(format!("not a leadflow event: {e}")))?;
-        match envelope.detail.event {
-            LeadEvent::LeadQualified { .. } => self.route(envelope.detail.lead_id, now).await,
+        let event = leadflow_event(body)?;
+        match event.event {
+            LeadEvent::LeadQualified { .. } => self.route(event.lead_id, now).await,
             _ => Ok(()),
         }
     }

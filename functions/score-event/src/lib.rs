@@ -6,7 +6,6 @@
 //! same transaction as the new score, so a redelivery finds the marker and scores nothing.
 //! `LeadScored` is announced only when band, grade or temperature change.
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use leadflow_domain::lead_score::LeadScore;
@@ -18,7 +17,7 @@ use leadflow_domain::{EventEnvelope, Lead, LeadEvent, TrackedEvent};
 use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::retry::lost_race;
-use leadflow_lambda::sqs::{for_each_record, RecordError};
+use leadflow_lambda::sqs::{for_each_record, leadflow_event, RecordError};
 
 pub const FUNCTION: &str = "score-event";
 pub const IMPLEMENTED: bool = true;
@@ -66,9 +65,7 @@ where
         let value: serde_json::Value = serde_json::from_str(body)
             .map_err(|e| RecordError::Poison(format!("not JSON: {e}")))?;
         if value.get("detail-type").is_some() {
-            let envelope: EventBridgeEvent<EventEnvelope> = serde_json::from_value(value)
-                .map_err(|e| RecordError::Poison(format!("not a leadflow event: {e}")))?;
-            return match envelope.detail.event {
+            return match leadflow_event(body)?.event {
                 LeadEvent::LeadCaptured { lead } => self.join(&lead, now).await,
                 _ => Ok(()),
             };

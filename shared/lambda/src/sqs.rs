@@ -23,6 +23,16 @@ impl RecordError {
     }
 }
 
+/// The leadflow event inside an SQS message that an EventBridge rule delivered (the whole
+/// EventBridge envelope arrives; its `detail` is ours). Unreadable: poison, kept for the DLQ.
+pub fn leadflow_event(body: &str) -> Result<leadflow_domain::EventEnvelope, RecordError> {
+    serde_json::from_str::<
+        aws_lambda_events::event::eventbridge::EventBridgeEvent<leadflow_domain::EventEnvelope>,
+    >(body)
+    .map(|e| e.detail)
+    .map_err(|e| RecordError::Poison(format!("not a leadflow event: {e}")))
+}
+
 fn failure(id: String) -> BatchItemFailure {
     let mut f = BatchItemFailure::default();
     f.item_identifier = id;
