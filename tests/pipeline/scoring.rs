@@ -61,11 +61,23 @@ async fn an_anonymous_visitor_becomes_an_mql() {
             .unwrap()
             .map(|l| (l.stage, l.qualification))
     );
-    let joined = store.score(lead_id).await.unwrap().expect("a score");
-    assert_eq!(
-        joined.state.kept_events(),
-        2,
-        "both anonymous events joined"
+    // Fit alone may make the lead Engaged before score-event has joined its history.
+    let joined = eventually(20, || async {
+        store
+            .score(lead_id)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.state.kept_events() == 2)
+    })
+    .await;
+    assert!(
+        joined,
+        "both anonymous events joined: {:?}",
+        store
+            .score(lead_id)
+            .await
+            .unwrap()
+            .map(|s| s.state.kept_events())
     );
 
     app.post_events(json!([
