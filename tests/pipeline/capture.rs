@@ -389,6 +389,7 @@ async fn required_fields_are_configuration() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_form_redirects_to_an_allowed_thank_you_page_only() {
     let app = TestApp::spawn_with(&["RedirectAllowlist=https://www.example.com"]).await;
+    crate::support::http_client();
     let no_follow = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -21,6 +21,7 @@ fn every_function_has_a_sample() {
         "route",
         "sla-tick",
         "crm-webhook",
+        "crm-callback",
         "outbox-relay",
     ] {
         assert!(
@@ -111,6 +112,12 @@ async fn sqs_and_schedule_samples_parse_and_run() {
     assert_eq!(envelope.detail_type, "LeadCaptured");
     assert_eq!(envelope.detail.detail_type(), "LeadCaptured");
 
+    let routed: SqsEvent = serde_json::from_str(&sample("crm-webhook.json")).unwrap();
+    let envelope: EventBridgeEvent<EventEnvelope> =
+        serde_json::from_str(routed.records[0].body.as_deref().unwrap())
+            .expect("a LeadRouted envelope");
+    assert_eq!(envelope.detail.detail_type(), "LeadRouted");
+
     for binary in ["sla-tick", "outbox-relay"] {
         let event: EventBridgeEvent<serde_json::Value> =
             serde_json::from_str(&sample(&format!("{binary}.json"))).unwrap();
@@ -120,4 +127,30 @@ async fn sqs_and_schedule_samples_parse_and_run() {
             .await
             .expect("scheduled run succeeds");
     }
+}
+
+/// The callback sample is a signed `POST /crm/events`; signed long ago, so the function
+/// refuses it as stale (events/README.md shows how to sign it afresh).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_crm_callback_sample_reaches_the_signature_check() {
+    let app = TestApp::spawn().await;
+    let callback = app
+        .stack
+        .function("crm-callback")
+        .unwrap()
+        .http
+        .clone()
+        .unwrap();
+    let request =
+        lambda_http::request::from_str(&sample("crm-callback.json")).expect("API Gateway v2 event");
+    let response = callback(request).await;
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = match response.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        body["error"].as_str().unwrap().contains("5 minutes"),
+        "{body}"
+    );
 }

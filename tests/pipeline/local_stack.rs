@@ -19,6 +19,7 @@ async fn the_template_is_provisioned_with_every_function_and_trigger() {
         binaries,
         BTreeSet::from([
             "capture-form",
+            "crm-callback",
             "crm-webhook",
             "outbox-relay",
             "qualify",

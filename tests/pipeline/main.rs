@@ -4,6 +4,8 @@
 //! `TEST_LOG=1` to see the handlers' logs.
 
 mod capture;
+mod crm;
+mod crm_receiver;
 mod events_samples;
 mod local_stack;
 mod openapi;

@@ -170,6 +170,8 @@ async fn rules_partners_staging_leave_caps_and_the_default_pool() {
     - {{ id: ben, name: Ben, email: ben@example.com, manager: maria, absences: [{{ from: {today}, to: {to} }}] }}
     - {{ id: cem, name: Cem, email: cem@example.com, manager: maria }}
     - {{ id: maria, name: Maria, email: maria@example.com }}
+    - {{ id: dora, name: Dora, email: dora@example.com, manager: maria, territories: [FR-75] }}
+    - {{ id: emil, name: Emil, email: emil@example.com, manager: maria, territories: [FR-13] }}
   partners:
     - {{ id: reseller-at, name: Alpen IT, crm: {{ endpoint: "https://partner.example.at/leads", secret: "env:PARTNER_AT" }} }}
   pools:
@@ -177,10 +179,12 @@ async fn rules_partners_staging_leave_caps_and_the_default_pool() {
     - {{ id: enterprise, members: [cem], staging_manager: maria }}
     - {{ id: dach, members: [anna, ben], sla: {{ accept_within_hours: 24 }} }}
     - {{ id: inside, members: [cem] }}
+    - {{ id: france, members: [dora, emil] }}
   rules:
     - {{ id: austria, countries: [AT], pool: austria }}
     - {{ id: enterprise, grades: [A], pool: enterprise }}
     - {{ id: germany, countries: [DE], pool: dach }}
+    - {{ id: france, countries: [FR], pool: france }}
 "#,
         to = today + chrono::Days::new(3)
     ))
@@ -264,11 +268,35 @@ async fn rules_partners_staging_leave_caps_and_the_default_pool() {
         "anna is full, ben away: {second:?}"
     );
 
+    // france: the turn passes over whoever's territory does not hold the postcode.
+    for (n, postcode, owner) in [
+        (1, "75001", "dora"),
+        (2, "75011", "dora"),
+        (3, "13001", "emil"),
+        (4, "13008", "emil"),
+    ] {
+        let fr = routed(
+            mql(
+                &app,
+                &format!("f{n}@firma.fr"),
+                &[("country", "FR"), ("postcode", postcode)],
+                Grade::B,
+                Temperature::Warm,
+            )
+            .await,
+        )
+        .await;
+        assert!(
+            matches!(fr.assigned_to, AssignedTo::Owner { ref id, .. } if id == owner),
+            "{postcode}: {fr:?}"
+        );
+    }
+
     let other = routed(
         mql(
             &app,
-            "x@firma.fr",
-            &[("country", "FR")],
+            "x@firma.us",
+            &[("country", "US")],
             Grade::C,
             Temperature::Cold,
         )

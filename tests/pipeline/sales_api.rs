@@ -1,4 +1,5 @@
-//! The routes for sales and marketing tools: BANT on a lead, and segments by interest.
+//! The routes for sales and marketing tools: a lead with its timeline, BANT on a lead, and
+//! segments by interest.
 
 use chrono::{Duration, Utc};
 use leadflow_domain::ports::LeadStore;
@@ -27,6 +28,36 @@ async fn inside_sales_records_bant() {
     let body: Value = ok.json().await.unwrap();
     assert_eq!(body["complete"], true);
     let stored = app.store().get(id).await.unwrap().unwrap();
+    // The lead as sales tools (and CRMs, through the delivery's link) read it.
+    let read: Value = app
+        .http
+        .get(format!("{}/leads/{id}", app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["lead"]["email"], "bant@example.com");
+    assert_eq!(read["lead"]["bant"]["need"], "CRM for 30 reps");
+    let actions: Vec<&str> = read["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["captured", "bant_updated"]);
+    let missing = app
+        .http
+        .get(format!(
+            "{}/leads/{}",
+            app.base_url,
+            LeadId::new_at(Utc::now())
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
     let bant = stored.bant.expect("BANT on the lead");
     assert_eq!(bant.budget.unwrap().currency, "EUR");
     assert_eq!(bant.by, "rep-anna");

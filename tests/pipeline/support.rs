@@ -75,7 +75,7 @@ impl TestApp {
         Self {
             stack,
             base_url,
-            http: reqwest::Client::new(),
+            http: http_client(),
             sqs,
             dynamo,
             events,
@@ -88,16 +88,27 @@ impl TestApp {
     /// queue-driven functions polling their queues (the others' queues keep what reaches them,
     /// for the test to look at). Configuration changes apply at once.
     pub async fn spawn_running(binaries: &[&str]) -> Self {
-        let mut app = Self::spawn_with(&["ConfigCacheSeconds=0"]).await;
+        let app = Self::spawn_with(&["ConfigCacheSeconds=0"]).await;
         leadflow_local::config::ensure_active(&app.stack)
             .await
             .expect("config/leadflow.yaml is pushed");
+        app.run(binaries)
+    }
+
+    /// Starts polling the queues of the named queue-driven functions.
+    pub fn run(mut self, binaries: &[&str]) -> Self {
+        let app = &mut self;
         let queues: Vec<String> = binaries
             .iter()
             .flat_map(|b| {
                 app.stack
                     .function(b)
-                    .expect("a function of the template")
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{b} is not a function of the template: {:?}",
+                            app.stack.functions.keys()
+                        )
+                    })
                     .spec
                     .queues
                     .clone()
@@ -111,7 +122,16 @@ impl TestApp {
             .filter(|p| queues.contains(&p.source.queue_logical_id))
             .map(|p| tokio::spawn(p.run()))
             .collect();
-        app
+        self
+    }
+
+    /// Pushes a configuration (YAML) and makes it active.
+    pub async fn push_config(&self, yaml: &str) {
+        use leadflow_domain::ports::ConfigStore;
+        self.store()
+            .push(yaml, Some("test"), chrono::Utc::now())
+            .await
+            .expect("a valid configuration");
     }
 
     pub fn store(&self) -> leadflow_aws::dynamo::DynamoStore {
@@ -283,4 +303,10 @@ pub fn sqs_event(
     m.body = Some(body.into());
     event.records.push(m);
     event
+}
+
+/// reqwest on the workspace's rustls, which wants its crypto provider named once per process.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::new()
 }

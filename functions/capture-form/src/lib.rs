@@ -6,14 +6,14 @@ pub mod decode;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use lambda_http::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use leadflow_domain::bant::Bant;
 use leadflow_domain::lead::SubmissionContext;
 use leadflow_domain::ports::{
     ConfigStore, Counters, EventPublisher, IdempotencyBegin, IdempotencyStore, LeadStore,
-    LeadWrite, Outbox, ScoreStore, StoreError, StoredResponse, TrackedEventQueue,
+    LeadWrite, Outbox, ScoreStore, StoreError, TrackedEventQueue,
 };
 use leadflow_domain::submission::FieldErrors;
 use leadflow_domain::tracking::MAX_EVENTS_PER_BATCH;
@@ -21,6 +21,7 @@ use leadflow_domain::{Actor, TimelineEntry};
 use leadflow_domain::{EventEnvelope, Lead, LeadId, LeadSubmission, SubmissionRules, TrackedEvent};
 use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
 use leadflow_lambda::config::{self, ConfigError};
+use leadflow_lambda::http::{header_str, Answer};
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::retry::lost_race;
 use serde_json::json;
@@ -136,6 +137,8 @@ enum Route {
     Qualification(String),
     /// `/segments/{tag}/leads`: the leads interested in a tag (IAM-authorised).
     Segment(String),
+    /// `/leads/{id}`: one lead with its timeline, for sales tools and CRMs (IAM-authorised).
+    Lead(String),
 }
 
 impl Route {
@@ -146,6 +149,7 @@ impl Route {
             ["", "events"] => Some(Route::Events),
             ["", "leads", id, "qualification"] => Some(Route::Qualification((*id).to_owned())),
             ["", "segments", tag, "leads"] => Some(Route::Segment((*tag).to_owned())),
+            ["", "leads", id] => Some(Route::Lead((*id).to_owned())),
             _ => None,
         }
     }
@@ -154,93 +158,9 @@ impl Route {
         match self {
             Route::Leads | Route::Events => "POST, OPTIONS",
             Route::Qualification(_) => "PATCH, OPTIONS",
-            Route::Segment(_) => "GET, OPTIONS",
+            Route::Segment(_) | Route::Lead(_) => "GET, OPTIONS",
         }
     }
-}
-
-/// An answer before it becomes an HTTP response (so it can be stored for idempotent replays).
-#[derive(Debug, Clone)]
-struct Answer {
-    status: StatusCode,
-    headers: Vec<(String, String)>,
-    body: serde_json::Value,
-}
-
-impl Answer {
-    fn json(status: StatusCode, body: serde_json::Value) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body,
-        }
-    }
-
-    fn error(status: StatusCode, message: impl Into<String>) -> Self {
-        Self::json(status, json!({ "error": message.into() }))
-    }
-
-    fn fields(errors: FieldErrors) -> Self {
-        Self::json(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({ "error": "the submission has invalid fields", "fields": errors }),
-        )
-    }
-
-    fn unavailable(err: &StoreError) -> Self {
-        tracing::error!(error = %err, "store unavailable");
-        let mut a = Self::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "leads cannot be stored right now; please retry",
-        );
-        a.headers.push(("retry-after".into(), "1".into()));
-        a
-    }
-
-    fn stored(&self) -> StoredResponse {
-        StoredResponse {
-            status: self.status.as_u16(),
-            headers: self.headers.clone(),
-            body: self.body.to_string(),
-        }
-    }
-
-    fn from_stored(stored: StoredResponse) -> Self {
-        let mut headers = stored.headers;
-        headers.push(("idempotent-replayed".into(), "true".into()));
-        Self {
-            status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
-            headers,
-            body: serde_json::from_str(&stored.body).unwrap_or_default(),
-        }
-    }
-
-    fn into_response(self) -> Response<Body> {
-        let mut builder = Response::builder().status(self.status);
-        let has_body =
-            self.status != StatusCode::SEE_OTHER && self.status != StatusCode::NO_CONTENT;
-        if has_body {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-        }
-        for (k, v) in &self.headers {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        let body = if has_body {
-            Body::Text(self.body.to_string())
-        } else {
-            Body::Empty
-        };
-        builder.body(body).unwrap_or_else(|_| {
-            // Only reachable with a header value that is not valid HTTP; never from client input.
-            let mut r = Response::new(Body::Text(r#"{"error":"internal error"}"#.into()));
-            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            r
-        })
-    }
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn client_context(req: &Request) -> SubmissionContext {
@@ -294,6 +214,7 @@ where
                     self.patch_qualification(id, &req, now).await
                 }
                 (&Method::GET, Route::Segment(tag)) => self.segment(tag, &req, now).await,
+                (&Method::GET, Route::Lead(id)) => self.get_lead(id).await,
                 _ => {
                     let mut a = Answer::error(
                         StatusCode::METHOD_NOT_ALLOWED,
@@ -412,6 +333,25 @@ where
             }
         }
         Answer::unavailable(&StoreError::Busy)
+    }
+
+    /// `GET /leads/{id}`: the lead as stored, with its whole timeline (oldest first).
+    async fn get_lead(&self, id: &str) -> Answer {
+        let Ok(lead_id) = id.parse::<LeadId>() else {
+            return Answer::error(StatusCode::NOT_FOUND, "no such lead");
+        };
+        let lead = match self.store.get(lead_id).await {
+            Ok(Some(lead)) => lead,
+            Ok(None) => return Answer::error(StatusCode::NOT_FOUND, "no such lead"),
+            Err(e) => return Answer::unavailable(&e),
+        };
+        match self.store.timeline(lead_id).await {
+            Ok(timeline) => Answer::json(
+                StatusCode::OK,
+                json!({ "lead": lead, "timeline": timeline }),
+            ),
+            Err(e) => Answer::unavailable(&e),
+        }
     }
 
     /// `GET /segments/{tag}/leads?min_weight=&limit=&cursor=`: leads whose decayed interest in
@@ -635,6 +575,9 @@ where
         let Some(key) = key else {
             return respond(self.capture(&raw, req, now).await);
         };
+        // Form clients' keys live apart from leadflow's own idempotency records (CRM deliveries
+        // and callbacks), so a client cannot block those by guessing their keys.
+        let key = format!("form#{key}");
         let fingerprint = {
             let mut h = Sha256::new();
             h.update(content_type.unwrap_or_default().as_bytes());
@@ -644,7 +587,9 @@ where
         };
         match self.store.begin(&key, &fingerprint, now).await {
             Err(err) => Answer::unavailable(&err),
-            Ok(IdempotencyBegin::Replay(stored)) => Answer::from_stored(stored),
+            Ok(IdempotencyBegin::Replay(stored)) => {
+                Answer::from_stored(stored, "idempotent-replayed")
+            }
             Ok(IdempotencyBegin::InProgress) => {
                 let mut a = Answer::error(
                     StatusCode::CONFLICT,

@@ -1,17 +1,12 @@
-//! Delivers routed leads to the owner's CRM (issue: CRM integration).
-//!
-//! Wired in template.yaml (queue, DLQ, rule) but not implemented yet: every record is reported
-//! as failed, so it stays on the queue and then the DLQ, from where it can be re-driven once
-//! this function exists. Nothing is lost in the meantime.
+//! Delivers routed leads to the owner's CRM: a POST signed per Standard Webhooks with
+//! everything known about the lead, retried with backoff and jitter (by hiding the SQS message)
+//! for the retry window, then parked on the DLQ for `leadflow crm replay`. The CRM's answers
+//! come back through the `crm-callback` function.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+pub mod deliver;
+pub mod transport;
 
 pub const FUNCTION: &str = "crm-webhook";
 
-/// Whether `cargo dev` should poll this function's queue. While false, the local stack leaves
-/// the queue alone so its messages can be inspected there.
-pub const IMPLEMENTED: bool = false;
-
-pub async fn handle(event: SqsEvent) -> SqsBatchResponse {
-    leadflow_lambda::sqs::not_implemented(FUNCTION, event)
-}
+/// Whether `cargo dev` polls this function's queue.
+pub const IMPLEMENTED: bool = true;

@@ -1,6 +1,7 @@
 //! Routing: on `LeadQualified`, the first matching rule of the active configuration picks a
 //! pool (else the default pool: never a dropped lead); inside the pool, weighted round-robin
-//! picks the owner, skipping owners on leave or at their daily cap. Hot leads skip a pool's
+//! picks the owner, skipping owners on leave, at their daily cap, or whose territories and
+//! products do not cover the lead. Hot leads skip a pool's
 //! manager queue (fast track); partner pools offer the lead to the partner.
 //!
 //! Turns come from an atomic counter per pool, so shares are exact under any concurrency. The
@@ -78,6 +79,7 @@ where
         &self,
         routing: &'c RoutingConfig,
         pool: &Pool,
+        facts: &RoutingFacts<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<&'c Owner>, RecordError> {
         let order = routing.sequence(pool);
@@ -93,7 +95,7 @@ where
             else {
                 continue;
             };
-            if owner.is_absent(day) {
+            if owner.is_absent(day) || !owner.covers(facts) {
                 continue;
             }
             if let Some(cap) = owner.daily_cap {
@@ -157,6 +159,10 @@ where
                 grade,
                 temperature,
                 interests: &interests,
+                product: lead
+                    .qualification
+                    .as_ref()
+                    .and_then(|q| q.product.as_deref()),
             };
             let (rule, pool) = routing.pool_for(&facts);
             let hot = temperature == Temperature::Hot;
@@ -172,7 +178,7 @@ where
                 } else {
                     let owner = match &taken_slot {
                         Some(id) => routing.owner(id),
-                        None => self.pick_owner(routing, pool, now).await?,
+                        None => self.pick_owner(routing, pool, &facts, now).await?,
                     };
                     match owner {
                         Some(o) => {
@@ -207,6 +213,7 @@ where
                 config_version: loaded.version,
                 at: now,
                 sla_deadline: now + Duration::hours(i64::from(pool.sla.accept_within_hours)),
+                accepted_at: None,
             };
             let expected = lead.version;
             let timeline = TimelineEntry {

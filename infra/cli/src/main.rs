@@ -4,9 +4,14 @@
 //! every problem; `push` stores it as the next immutable version and makes it active; `show`
 //! prints the active (or a given) version.
 //!
+//! `leadflow crm replay [--max N] [--dry-run]` moves the deliveries parked on the CRM webhook's
+//! dead-letter queue back to its queue (see `replay.rs` for how it finds the queues).
+//!
 //! The table is `--table`, else `TABLE_NAME`, else the one `cargo dev` is running (it writes
 //! `.local/dev-stack.json`). The endpoint is `--endpoint-url`, else `AWS_ENDPOINT_URL`, else
 //! the dev stack's when the table came from it, else AWS itself.
+
+mod replay;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,7 +25,7 @@ use leadflow_domain::ports::ConfigStore;
 #[command(
     name = "leadflow",
     version,
-    about = "Operate leadflow: configuration and more"
+    about = "Operate leadflow: configuration, CRM dead-letter replay and more"
 )]
 struct Cli {
     /// The DynamoDB table of the stack.
@@ -40,6 +45,17 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// The CRM webhook delivery.
+    Crm {
+        #[command(subcommand)]
+        action: CrmAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CrmAction {
+    /// Moves the deliveries parked on the CRM webhook's dead-letter queue back to its queue.
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Subcommand)]
@@ -69,6 +85,12 @@ struct DevStack {
     endpoint: String,
     region: String,
     table: String,
+    #[serde(default)]
+    stack_name: Option<String>,
+    /// Logical id → URL of the stack's queues (`CrmWebhookQueue`, `CrmWebhookDLQ`); an entry
+    /// is null when the stack has no such queue.
+    #[serde(default)]
+    queues: std::collections::BTreeMap<String, Option<String>>,
 }
 
 /// `.local/dev-stack.json` of the workspace the command runs in, written by `cargo dev`.
@@ -98,6 +120,16 @@ async fn store(cli: &Cli) -> Result<DynamoStore, String> {
         .or(env_table)
         .or_else(|| dev.as_ref().map(|d| d.table.clone()))
         .ok_or("no table: pass --table, set TABLE_NAME, or run `cargo dev` in this workspace")?;
+    let sdk = sdk_config(cli, dev.as_ref()).await;
+    Ok(DynamoStore::new(
+        leadflow_aws::aws_sdk_dynamodb::Client::new(&sdk),
+        table,
+    ))
+}
+
+/// The SDK configuration: the endpoint is `--endpoint-url`, else `AWS_ENDPOINT_URL`, else the
+/// dev stack's when `dev` is given (then with its region and the emulator's credentials).
+async fn sdk_config(cli: &Cli, dev: Option<&DevStack>) -> aws_config::SdkConfig {
     let endpoint = cli
         .endpoint_url
         .clone()
@@ -106,12 +138,12 @@ async fn store(cli: &Cli) -> Result<DynamoStore, String> {
                 .ok()
                 .filter(|e| !e.is_empty())
         })
-        .or_else(|| dev.as_ref().map(|d| d.endpoint.clone()));
+        .or_else(|| dev.map(|d| d.endpoint.clone()));
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(endpoint) = &endpoint {
         loader = loader.endpoint_url(endpoint);
     }
-    if let Some(dev) = &dev {
+    if let Some(dev) = dev {
         // The dev stack's emulator takes any credentials.
         loader = loader
             .region(aws_config::Region::new(dev.region.clone()))
@@ -123,11 +155,7 @@ async fn store(cli: &Cli) -> Result<DynamoStore, String> {
                 "leadflow-dev",
             ));
     }
-    let sdk = loader.load().await;
-    Ok(DynamoStore::new(
-        leadflow_aws::aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-    ))
+    loader.load().await
 }
 
 fn read_checked(file: &Path) -> Result<(String, LeadflowConfig), String> {
@@ -150,7 +178,16 @@ fn describe(stored: &StoredConfig) -> String {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let Command::Config { action } = &cli.command;
+    let action = match &cli.command {
+        Command::Config { action } => action,
+        Command::Crm {
+            action: CrmAction::Replay(args),
+        } => {
+            return replay::run(&cli, args)
+                .await
+                .map_err(|e| format!("crm replay: {e}"))
+        }
+    };
     match action {
         ConfigAction::Check { file } => {
             let (_, config) = read_checked(file)?;
@@ -207,5 +244,76 @@ async fn main() -> ExitCode {
             eprintln!("leadflow: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn replay_args(argv: &[&str]) -> Result<replay::ReplayArgs, clap::Error> {
+        let cli = Cli::try_parse_from(argv)?;
+        match cli.command {
+            Command::Crm {
+                action: CrmAction::Replay(args),
+            } => Ok(args),
+            Command::Config { .. } => panic!("parsed as config"),
+        }
+    }
+
+    #[test]
+    fn crm_replay_defaults_to_everything_from_the_dev_stack() {
+        let args = replay_args(&["leadflow", "crm", "replay"]).unwrap();
+        assert_eq!(
+            args,
+            replay::ReplayArgs {
+                max: None,
+                dry_run: false,
+                queue_url: None,
+                dlq_url: None,
+                stack: None,
+            }
+        );
+    }
+
+    #[test]
+    fn crm_replay_takes_max_dry_run_and_queue_urls() {
+        let args = replay_args(&[
+            "leadflow",
+            "--endpoint-url",
+            "http://127.0.0.1:4566",
+            "crm",
+            "replay",
+            "--max",
+            "3",
+            "--dry-run",
+            "--queue-url",
+            "https://sqs.eu-west-1.amazonaws.com/1/s-CrmWebhookQueue-a",
+            "--dlq-url",
+            "https://sqs.eu-west-1.amazonaws.com/1/s-CrmWebhookDLQ-b",
+        ])
+        .unwrap();
+        assert_eq!(args.max, Some(3));
+        assert!(args.dry_run);
+        assert_eq!(
+            args.queue_url.as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/1/s-CrmWebhookQueue-a")
+        );
+        assert_eq!(
+            args.dlq_url.as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/1/s-CrmWebhookDLQ-b")
+        );
+        let args = replay_args(&["leadflow", "crm", "replay", "--stack", "leadflow-prod"]).unwrap();
+        assert_eq!(args.stack.as_deref(), Some("leadflow-prod"));
+    }
+
+    #[test]
+    fn crm_replay_rejects_a_bad_max_and_unknown_flags() {
+        assert!(replay_args(&["leadflow", "crm", "replay", "--max", "-1"]).is_err());
+        assert!(replay_args(&["leadflow", "crm", "replay", "--max", "all"]).is_err());
+        assert!(replay_args(&["leadflow", "crm", "replay", "--force"]).is_err());
+        assert!(replay_args(&["leadflow", "crm"]).is_err());
     }
 }

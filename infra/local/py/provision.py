@@ -38,7 +38,7 @@ DEFAULT_CACHE_DIR = REPO_ROOT / ".local" / "cache"
 
 CODE_BUCKET = "leadflow-local-code"
 CODE_KEY = "bootstrap.zip"
-CACHE_FORMAT = "provision-v1"
+CACHE_FORMAT = "provision-v2"
 
 # Types the emulator's CloudFormation (moto 5.2) skips: it reports them CREATE_COMPLETE without
 # creating anything and leaves references to them unresolved. The HTTP API is served by the Rust
@@ -226,6 +226,13 @@ def prune_unsupported(cfn: dict[str, Any]) -> dict[str, str]:
         if resource.get("Type", "").startswith(UNSUPPORTED_TYPE_PREFIXES)
     }
     while True:
+        # A function whose environment merely names a dropped resource (the HTTP API's URL for
+        # links) keeps running locally with that variable empty; the local runner sets it.
+        for resource in resources.values():
+            variables = (((resource.get("Properties") or {}).get("Environment") or {}).get("Variables")) or {}
+            for name, value in list(variables.items()):
+                if references(value) & dropped.keys():
+                    variables[name] = ""
         more = {
             logical_id: resource["Type"]
             for logical_id, resource in resources.items()

@@ -9,10 +9,14 @@ use std::sync::Arc;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use capture_form::{CaptureConfig, CaptureForm};
+use crm_callback::CrmCallback;
+use crm_webhook::deliver::{Deliver, DeliverySettings};
+use crm_webhook::transport::HttpsTransport;
 use lambda_http::{Body, Request, Response};
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::eventbridge::EventBridgePublisher;
-use leadflow_aws::sqs::SqsEventQueue;
+use leadflow_aws::secrets::{EnvLookup, Secrets};
+use leadflow_aws::sqs::{SqsEventQueue, SqsRetryQueue};
 use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
 use outbox_relay::OutboxRelay;
 use qualify::Qualify;
@@ -55,10 +59,6 @@ pub enum BuildError {
     Unknown { function: String, binary: String },
 }
 
-fn stub_sqs(handle: fn(SqsEvent) -> BoxFuture<SqsBatchResponse>) -> SqsHandler {
-    Arc::new(handle)
-}
-
 /// What the functions that read the scoring model are built from, as their `main.rs` builds it.
 type ScoringParts = (DynamoStore, EventBridgePublisher, ActiveConfig<DynamoStore>);
 
@@ -78,6 +78,20 @@ fn scoring_parts(
     Ok((store.clone(), publisher, ActiveConfig::new(store, ttl)))
 }
 
+/// The function's environment as template.yaml resolved it: where `env:NAME` secrets are read.
+fn env_lookup(spec: &FunctionSpec) -> EnvLookup {
+    let env = spec.environment.clone();
+    Arc::new(move |name| env.get(name).cloned())
+}
+
+fn config_ttl(spec: &FunctionSpec) -> std::time::Duration {
+    ttl_from(
+        spec.environment
+            .get("CONFIG_CACHE_SECONDS")
+            .map(String::as_str),
+    )
+}
+
 /// Builds every function of the manifest against the emulator described by `sdk`.
 pub fn build(
     manifest: &Manifest,
@@ -86,6 +100,7 @@ pub fn build(
     let dynamo = leadflow_aws::aws_sdk_dynamodb::Client::new(sdk);
     let events = leadflow_aws::aws_sdk_eventbridge::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
+    let secrets = leadflow_aws::aws_sdk_secretsmanager::Client::new(sdk);
     let mut out = BTreeMap::new();
     for (logical_id, spec) in &manifest.functions {
         let env = |name: &'static str| {
@@ -193,7 +208,37 @@ pub fn build(
             }
             "crm-webhook" => {
                 f.implemented = crm_webhook::IMPLEMENTED;
-                f.sqs = Some(stub_sqs(|e| Box::pin(crm_webhook::handle(e))));
+                let store = DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?);
+                let lookup = env_lookup(spec);
+                let transport = HttpsTransport::new().map_err(|e| BuildError::Config {
+                    function: logical_id.clone(),
+                    reason: e.to_string(),
+                })?;
+                let handler = Arc::new(Deliver::new(
+                    store.clone(),
+                    transport,
+                    SqsRetryQueue::new(sqs.clone(), env("QUEUE_URL")?, env("DLQ_URL")?),
+                    Secrets::new(lookup.clone(), secrets.clone()),
+                    ActiveConfig::new(store, config_ttl(spec)),
+                    DeliverySettings::from_lookup(|name| lookup(name)),
+                ));
+                f.sqs = Some(Arc::new(move |e| {
+                    let handler = handler.clone();
+                    Box::pin(async move { handler.handle(e).await })
+                }));
+            }
+            "crm-callback" => {
+                let store = DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?);
+                let handler = Arc::new(CrmCallback::new(
+                    store.clone(),
+                    EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?),
+                    Secrets::new(env_lookup(spec), secrets.clone()),
+                    ActiveConfig::new(store, config_ttl(spec)),
+                ));
+                f.http = Some(Arc::new(move |req| {
+                    let handler = handler.clone();
+                    Box::pin(async move { handler.handle(req).await })
+                }));
             }
             other => {
                 return Err(BuildError::Unknown {

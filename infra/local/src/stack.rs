@@ -61,6 +61,18 @@ impl LocalStack {
         })
     }
 
+    /// Sets `name` in the environment of every function whose template gives it (e.g. the
+    /// local API's address for `PUBLIC_API_URL`) and rebuilds the functions.
+    pub fn override_env(&mut self, name: &str, value: &str) -> Result<(), StackError> {
+        for spec in self.manifest.functions.values_mut() {
+            if let Some(v) = spec.environment.get_mut(name) {
+                *v = value.to_owned();
+            }
+        }
+        self.functions = functions::build(&self.manifest, &self.sdk)?;
+        Ok(())
+    }
+
     pub fn function(&self, binary: &str) -> Option<&LocalFunction> {
         self.functions.get(binary)
     }

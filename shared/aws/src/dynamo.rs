@@ -71,6 +71,11 @@ pub mod keys {
     pub fn segment_pk(tag: &str) -> String {
         format!("SEG#{tag}")
     }
+    /// A CRM's id for a lead; the CRM is named by its secret reference.
+    pub fn crm_ref_pk(crm: &str, external_id: &str) -> String {
+        format!("CRMREF#{crm}#{external_id}")
+    }
+    pub const CRM_REF_SK: &str = "CRMREF";
 }
 
 /// Timestamps in sort keys: fixed width, so string order is time order.
@@ -335,6 +340,101 @@ impl LeadStore for DynamoStore {
                 _ => return Ok(entries),
             }
         }
+    }
+
+    async fn append_timeline(
+        &self,
+        id: LeadId,
+        entries: &[TimelineEntry],
+    ) -> Result<(), StoreError> {
+        // One BatchWriteItem per 25 entries; what DynamoDB leaves unprocessed is sent again.
+        for chunk in entries.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|e| {
+                    let put = aws_sdk_dynamodb::types::PutRequest::builder()
+                        .set_item(Some(Self::timeline_item(id, e)?))
+                        .build()
+                        .map_err(corrupt)?;
+                    Ok(aws_sdk_dynamodb::types::WriteRequest::builder()
+                        .put_request(put)
+                        .build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            for round in 0..5 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if round == 4 {
+                    return Err(StoreError::Busy);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << round)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl leadflow_domain::ports::CrmLinks for DynamoStore {
+    async fn link_external_id(
+        &self,
+        crm: &str,
+        external_id: &str,
+        lead: LeadId,
+    ) -> Result<LeadId, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(keys::crm_ref_pk(crm, external_id)))
+            .item("sk", s(keys::CRM_REF_SK))
+            .item("entity", s("crm_ref"))
+            .item("lead_id", s(lead.to_string()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(lead),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.lead_by_external_id(crm, external_id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt("a CRM link vanished".into()))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn lead_by_external_id(
+        &self,
+        crm: &str,
+        external_id: &str,
+    ) -> Result<Option<LeadId>, StoreError> {
+        let Some(item) = self
+            .get_item(keys::crm_ref_pk(crm, external_id), keys::CRM_REF_SK)
+            .await?
+        else {
+            return Ok(None);
+        };
+        get_s(&item, "lead_id")
+            .ok_or_else(|| corrupt("CRM link without lead_id"))?
+            .parse()
+            .map(Some)
+            .map_err(corrupt)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod eventbridge;
 pub mod routing_state;
 #[cfg(feature = "dynamodb")]
 pub mod score_store;
+pub mod secrets;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 
@@ -21,6 +22,8 @@ pub use aws_config;
 pub use aws_sdk_dynamodb;
 #[cfg(feature = "eventbridge")]
 pub use aws_sdk_eventbridge;
+#[cfg(feature = "secretsmanager")]
+pub use aws_sdk_secretsmanager;
 #[cfg(feature = "sqs")]
 pub use aws_sdk_sqs;
 

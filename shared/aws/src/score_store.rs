@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Duration, Utc};
+use leadflow_domain::crm::Activity;
 use leadflow_domain::lead_score::{LeadScore, SegmentMember};
 use leadflow_domain::ports::{ScoreStore, ScoreWrite, StoreError};
 use leadflow_domain::{LeadId, TrackedEvent};
@@ -274,6 +275,38 @@ impl ScoreStore for DynamoStore {
             Some(item) => get_s(&item, "lead_id")?.parse().map(Some).map_err(corrupt),
             None => Ok(None),
         }
+    }
+
+    async fn recent_activities(
+        &self,
+        lead: LeadId,
+        limit: usize,
+    ) -> Result<Vec<Activity>, StoreError> {
+        let out = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :act)")
+            .expression_attribute_values(":pk", s(keys::lead_pk(lead)))
+            .expression_attribute_values(":act", s("ACT#"))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(crate::describe(&e)))?;
+        out.items()
+            .iter()
+            .map(|item| {
+                Ok(Activity {
+                    event: serde_json::from_str(get_s(item, "event")?).map_err(corrupt)?,
+                    applied: item
+                        .get("applied")
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|v| serde_json::from_str(v).ok())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     async fn segment_page(

@@ -138,6 +138,9 @@ pub struct Lead {
     /// Who works the lead, and why (routing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<crate::routing::Assignment>,
+    /// The lead's record in the CRM (external id, last status), from the CRM's callbacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm: Option<crate::crm::CrmRecord>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency version: 1 at capture, +1 on every stored change.
@@ -237,6 +240,7 @@ impl Lead {
             qualification: None,
             bant: None,
             assignment: None,
+            crm: None,
             created_at: at,
             updated_at: at,
             version: 1,

@@ -6,6 +6,7 @@
 
 pub mod bant;
 pub mod config;
+pub mod crm;
 pub mod email;
 pub mod events;
 pub mod lead;
@@ -17,6 +18,7 @@ pub mod stage;
 pub mod submission;
 pub mod timeline;
 pub mod tracking;
+pub mod webhook;
 
 pub use email::{Email, EmailError};
 pub use events::{EventEnvelope, LeadEvent, EVENT_SOURCE, SCHEMA_VERSION};

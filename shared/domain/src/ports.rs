@@ -56,6 +56,12 @@ pub trait LeadStore: Send + Sync {
         &self,
         id: LeadId,
     ) -> impl Future<Output = Result<Vec<TimelineEntry>, StoreError>> + Send;
+    /// Adds entries to the lead's history without changing the lead (e.g. delivery attempts).
+    fn append_timeline(
+        &self,
+        id: LeadId,
+        entries: &[TimelineEntry],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +235,12 @@ pub trait ScoreStore: Send + Sync {
         &self,
         key: &str,
     ) -> impl Future<Output = Result<Option<LeadId>, StoreError>> + Send;
+    /// The lead's latest scored activities, newest first.
+    fn recent_activities(
+        &self,
+        lead: LeadId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<crate::crm::Activity>, StoreError>> + Send;
     /// One page of a tag's segment, after the cursor of the previous page.
     fn segment_page(
         &self,
@@ -258,4 +270,53 @@ pub trait RoutingState: Send + Sync {
         owner: &str,
         day: chrono::NaiveDate,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// How a CRM's own ids map to leads: written on the CRM's first callback naming both ids.
+pub trait CrmLinks: Send + Sync {
+    /// Links `external_id` of `crm` to `lead` unless it is linked already; returns the lead it
+    /// is linked to.
+    fn link_external_id(
+        &self,
+        crm: &str,
+        external_id: &str,
+        lead: LeadId,
+    ) -> impl Future<Output = Result<LeadId, StoreError>> + Send;
+    fn lead_by_external_id(
+        &self,
+        crm: &str,
+        external_id: &str,
+    ) -> impl Future<Output = Result<Option<LeadId>, StoreError>> + Send;
+}
+
+/// Why a secret could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The reference names nothing (an unset variable, an unknown secret): a configuration error.
+    #[error("secret {0} is not set")]
+    Missing(String),
+    #[error("secret {reference} could not be read: {reason}")]
+    Unavailable { reference: String, reason: String },
+}
+
+/// Resolves secret references (`env:NAME`, Secrets Manager ARNs) to their values.
+pub trait SecretSource: Send + Sync {
+    fn secret(&self, reference: &str) -> impl Future<Output = Result<String, SecretError>> + Send;
+}
+
+/// The queue a failing delivery waits on: the next attempt comes when the message becomes
+/// visible again; after the last, the message is parked on the dead-letter queue.
+pub trait RetryQueue: Send + Sync {
+    /// Hides the received message (by its receipt handle) for `delay_seconds`.
+    fn retry_later(
+        &self,
+        receipt_handle: &str,
+        delay_seconds: u32,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Puts `body` on the dead-letter queue, with why it is there.
+    fn dead_letter(
+        &self,
+        body: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }

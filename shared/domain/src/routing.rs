@@ -55,6 +55,14 @@ pub struct Owner {
     pub absences: Vec<Absence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crm: Option<CrmTarget>,
+    /// Where the owner sells: country codes (`DE`) or a country with a postcode prefix
+    /// (`DE-8` for postcodes 8...). Empty: everywhere. The round-robin passes over an owner
+    /// whose territory does not hold the lead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub territories: Vec<String>,
+    /// The products (business units) or interest tags the owner sells. Empty: everything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub products: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -64,6 +72,31 @@ fn one() -> u32 {
 impl Owner {
     pub fn is_absent(&self, day: NaiveDate) -> bool {
         self.absences.iter().any(|a| a.from <= day && day <= a.to)
+    }
+
+    /// Whether the lead is in the owner's territory and about a product the owner sells.
+    pub fn covers(&self, f: &RoutingFacts<'_>) -> bool {
+        let in_territory = self.territories.is_empty()
+            || f.lead.country.as_ref().is_some_and(|country| {
+                self.territories.iter().any(|t| match t.split_once('-') {
+                    Some((c, prefix)) => {
+                        c.eq_ignore_ascii_case(country)
+                            && f.lead
+                                .postcode
+                                .as_ref()
+                                .is_some_and(|p| p.starts_with(prefix))
+                    }
+                    None => t.eq_ignore_ascii_case(country),
+                })
+            });
+        let sells = self.products.is_empty()
+            || self.products.iter().any(|p| {
+                f.product.is_some_and(|lp| lp.eq_ignore_ascii_case(p))
+                    || f.interests
+                        .get(&p.to_lowercase())
+                        .is_some_and(|w| *w >= INTEREST_THRESHOLD)
+            });
+        in_territory && sells
     }
 }
 
@@ -139,6 +172,8 @@ pub struct RoutingFacts<'a> {
     pub grade: Grade,
     pub temperature: Temperature,
     pub interests: &'a BTreeMap<String, f64>,
+    /// The product (business unit) scoring assigned the lead to, if any.
+    pub product: Option<&'a str>,
 }
 
 impl RoutingRule {
@@ -177,6 +212,8 @@ impl RoutingRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RoutingConfig {
     pub default_pool: Id,
+    /// The CRM of owners who name none of their own.
+    pub crm: Option<CrmTarget>,
     pub owners: Vec<Owner>,
     pub pools: Vec<Pool>,
     pub partners: Vec<Partner>,
@@ -187,6 +224,8 @@ pub struct RoutingConfig {
 #[serde(deny_unknown_fields)]
 struct RawRouting {
     default_pool: Id,
+    #[serde(default)]
+    crm: Option<CrmTarget>,
     owners: Vec<Owner>,
     pools: Vec<Pool>,
     #[serde(default)]
@@ -236,6 +275,15 @@ impl RoutingConfig {
             }
             if let Some(crm) = &o.crm {
                 crm_ok(crm).map_err(|e| format!("owners.{}.crm: {e}", o.id))?;
+            }
+            if let Some(t) = o.territories.iter().find(|t| {
+                let country = t.split('-').next().unwrap_or_default();
+                country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic())
+            }) {
+                return Err(format!(
+                    "owners.{}.territories: {t:?} is not a country code (DE) or a country with a postcode prefix (DE-8)",
+                    o.id
+                ));
             }
         }
         for p in &raw.partners {
@@ -288,8 +336,12 @@ impl RoutingConfig {
                 return Err(format!("rules.{}.pool {:?} is not a pool", r.id, r.pool));
             }
         }
+        if let Some(crm) = &raw.crm {
+            crm_ok(crm).map_err(|e| format!("crm: {e}"))?;
+        }
         Ok(Self {
             default_pool: raw.default_pool,
+            crm: raw.crm,
             owners: raw.owners,
             pools: raw.pools,
             partners: raw.partners,
@@ -307,6 +359,29 @@ impl RoutingConfig {
 
     pub fn partner(&self, id: &str) -> Option<&Partner> {
         self.partners.iter().find(|p| p.id == id)
+    }
+
+    /// Where the lead goes in the CRM: the owner's (or queue manager's) CRM, else the
+    /// routing-wide one; a partner's own. `None`: nobody to deliver to.
+    pub fn crm_for(&self, to: &AssignedTo) -> Option<&CrmTarget> {
+        match to {
+            AssignedTo::Owner { id, .. } | AssignedTo::ManagerQueue { id, .. } => self
+                .owner(id)
+                .and_then(|o| o.crm.as_ref())
+                .or(self.crm.as_ref()),
+            AssignedTo::Partner { id, .. } => self.partner(id).map(|p| &p.crm),
+        }
+    }
+
+    /// Every CRM that may call back (its secret reference is its identity), once each.
+    pub fn crm_targets(&self) -> Vec<&CrmTarget> {
+        let mut seen = BTreeSet::new();
+        self.crm
+            .iter()
+            .chain(self.owners.iter().filter_map(|o| o.crm.as_ref()))
+            .chain(self.partners.iter().map(|p| &p.crm))
+            .filter(|t| seen.insert(t.secret.as_str()))
+            .collect()
     }
 
     /// The first matching rule and its pool, else the default pool (no rule).
@@ -373,6 +448,9 @@ pub struct Assignment {
     pub config_version: u64,
     pub at: chrono::DateTime<chrono::Utc>,
     pub sla_deadline: chrono::DateTime<chrono::Utc>,
+    /// When the owner accepted the lead (the CRM said `accepted`): the SLA clock stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn crm_ok(crm: &CrmTarget) -> Result<(), String> {
@@ -444,6 +522,7 @@ rules:
                 grade,
                 temperature: Temperature::Warm,
                 interests,
+                product: None,
             }
         }
         let de = lead(&[("email", "a@b.de"), ("country", "DE")]);
@@ -474,6 +553,7 @@ rules:
             grade: Grade::B,
             temperature: Temperature::Warm,
             interests: &cold,
+            product: None,
         };
         assert_eq!(
             c.pool_for(&f).1.id,
@@ -498,6 +578,98 @@ rules:
                 ("ben".into(), 500),
                 ("cem".into(), 250)
             ])
+        );
+    }
+
+    #[test]
+    fn owners_cover_their_territories_and_products() {
+        let yaml = YAML.replace(
+            "{ id: anna, name: Anna, email: anna@example.com, weight: 1, manager: maria }",
+            "{ id: anna, name: Anna, email: anna@example.com, weight: 1, manager: maria, territories: [AT, DE-8], products: [crm] }",
+        );
+        let c: RoutingConfig = parse_yaml(&yaml).unwrap();
+        let anna = c.owner("anna").unwrap();
+        let crm = BTreeMap::from([("crm".to_owned(), 1.0)]);
+        let none = BTreeMap::new();
+        let f =
+            |l: &'static Lead, interests: &'static BTreeMap<String, f64>, product| RoutingFacts {
+                lead: l,
+                grade: Grade::B,
+                temperature: Temperature::Warm,
+                interests,
+                product,
+            };
+        let munich: &'static Lead = Box::leak(Box::new(lead(&[
+            ("email", "a@b.de"),
+            ("country", "DE"),
+            ("postcode", "80331"),
+        ])));
+        let berlin: &'static Lead = Box::leak(Box::new(lead(&[
+            ("email", "a@b.de"),
+            ("country", "DE"),
+            ("postcode", "10115"),
+        ])));
+        let vienna: &'static Lead =
+            Box::leak(Box::new(lead(&[("email", "a@b.at"), ("country", "AT")])));
+        let crm: &'static _ = Box::leak(Box::new(crm));
+        let none: &'static _ = Box::leak(Box::new(none));
+        assert!(anna.covers(&f(munich, crm, None)));
+        assert!(
+            anna.covers(&f(vienna, none, Some("CRM"))),
+            "the lead's product counts"
+        );
+        assert!(
+            !anna.covers(&f(berlin, crm, None)),
+            "outside the postcode area"
+        );
+        assert!(
+            !anna.covers(&f(munich, none, None)),
+            "not a product anna sells"
+        );
+        assert!(
+            c.owner("cem").unwrap().covers(&f(berlin, none, None)),
+            "no limits: everything"
+        );
+        let bad = YAML.replace(
+            "weight: 1, manager: maria }",
+            "weight: 1, manager: maria, territories: [Germany] }",
+        );
+        assert!(parse_yaml::<RoutingConfig>(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("territories"));
+    }
+
+    #[test]
+    fn crm_targets_fall_back_to_the_routing_crm() {
+        let yaml = format!(
+            "crm: {{ endpoint: \"https://crm.example.com/in\", secret: \"env:MAIN\" }}\n{YAML}"
+        );
+        let c: RoutingConfig = parse_yaml(&yaml).unwrap();
+        let owner = |id: &str| AssignedTo::Owner {
+            id: id.into(),
+            name: String::new(),
+            email: String::new(),
+        };
+        assert_eq!(c.crm_for(&owner("anna")).unwrap().secret, "env:MAIN");
+        assert_eq!(
+            c.crm_for(&owner("cem")).unwrap().secret,
+            "env:CRM_SECRET_CEM",
+            "an owner's own CRM first"
+        );
+        let partner = AssignedTo::Partner {
+            id: "reseller-at".into(),
+            name: String::new(),
+        };
+        assert_eq!(c.crm_for(&partner).unwrap().secret, "env:PARTNER_AT");
+        let secrets: Vec<&str> = c.crm_targets().iter().map(|t| t.secret.as_str()).collect();
+        assert_eq!(
+            secrets,
+            ["env:MAIN", "env:CRM_SECRET_CEM", "env:PARTNER_AT"]
+        );
+        assert!(
+            config().crm_for(&owner("anna")).is_none(),
+            "no CRM: nothing to deliver"
         );
     }
 

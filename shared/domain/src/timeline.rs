@@ -11,7 +11,7 @@ pub enum Actor {
     System,
     /// A named user (sales rep, ops) by their id.
     User(String),
-    /// A CRM calling back, by its target id.
+    /// A CRM calling back, by the CRM user who acted (`crm` when it did not say).
     Crm(String),
 }
 

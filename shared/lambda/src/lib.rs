@@ -3,6 +3,8 @@
 
 pub mod active_config;
 pub mod config;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod outbox;
 pub mod retry;
 pub mod sqs;

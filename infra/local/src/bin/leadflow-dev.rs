@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use leadflow_local::{Emulator, LocalStack};
 
+/// The CRM signing secret of the local stack (not a secret: for local receivers only).
+const LOCAL_CRM_SECRET: &str = "whsec_bGVhZGZsb3ctbG9jYWwtZGV2LXNlY3JldC0zMi1ieXRlcw==";
 const USAGE: &str = "usage: cargo dev [--http-port 3000] [--emulator-port 4566] [--stack-name leadflow-local] [--param Key=Value ...]";
 
 struct Args {
@@ -46,6 +48,16 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
+    // Deliveries to a local CRM receiver are signed with a known development secret unless
+    // one is given (config: env:CRM_WEBHOOK_SECRET).
+    if !args
+        .params
+        .iter()
+        .any(|p| p.starts_with("CrmWebhookSecret="))
+    {
+        args.params
+            .push(format!("CrmWebhookSecret={LOCAL_CRM_SECRET}"));
+    }
     Ok(args)
 }
 
@@ -81,7 +93,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     .await??;
     // An emulator started here is empty; one from AWS_ENDPOINT_URL may hold the stack of an
     // earlier run, which is used as it is.
-    let stack = LocalStack::provision(
+    let mut stack = LocalStack::provision(
         emulator.endpoint(),
         &args.stack_name,
         &args.params,
@@ -92,11 +104,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.http_port))?;
 
+    // Links in what the CRM receives point at this local API.
+    stack.override_env(
+        "PUBLIC_API_URL",
+        &format!("http://127.0.0.1:{}", args.http_port),
+    )?;
     let m = &stack.manifest;
     let table = m.resource("LeadsTable").unwrap_or_default().to_owned();
     // The CLI (`cargo leadflow ...`) finds the running stack through this file.
     let dev_stack = leadflow_local::workspace_root().join(".local/dev-stack.json");
-    let described = serde_json::json!({ "endpoint": emulator.endpoint(), "region": m.region, "table": table, "stack_name": m.stack_name });
+    let described = serde_json::json!({ "endpoint": emulator.endpoint(), "region": m.region, "table": table, "stack_name": m.stack_name, "queues": { "CrmWebhookQueue": m.resource("CrmWebhookQueue"), "CrmWebhookDLQ": m.resource("CrmWebhookDLQ") } });
     std::fs::create_dir_all(dev_stack.parent().unwrap_or(&dev_stack))?;
     std::fs::write(&dev_stack, serde_json::to_string_pretty(&described)?)?;
     let config = leadflow_local::config::ensure_active(&stack).await?;
@@ -115,6 +132,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("  table     {}", m.resource("LeadsTable").unwrap_or("?"));
     println!("  bus       {}", m.resource("LeadBus").unwrap_or("?"));
     println!("  config    {config}");
+    if let Some(secret) = args
+        .params
+        .iter()
+        .find_map(|p| p.strip_prefix("CrmWebhookSecret="))
+    {
+        println!(
+            "  crm       deliveries signed with {secret} (python3 infra/local/py/crm_receiver.py)"
+        );
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for (route, binary) in m.routes() {
         println!(

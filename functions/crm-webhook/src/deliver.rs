@@ -1,0 +1,360 @@
+//! Outbound: a routed lead goes to its target's CRM as a signed Standard Webhooks POST with
+//! everything known about it. A failed attempt is retried by hiding the SQS message for the
+//! backoff delay; after the retry window the message is parked on the DLQ. Every attempt is on
+//! the lead's timeline. A delivery that succeeded is marked, so a redelivered message does
+//! not POST twice; where it still does (the mark failed), the CRM drops it by `webhook-id`.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use leadflow_domain::crm::{self, LeadContext, LeadRoutedPayload, RetryPolicy};
+use leadflow_domain::ports::{
+    ConfigStore, IdempotencyBegin, IdempotencyStore, LeadStore, RetryQueue, ScoreStore,
+    SecretSource, StoredResponse,
+};
+use leadflow_domain::routing::Assignment;
+use leadflow_domain::webhook::{self, WebhookSecret};
+use leadflow_domain::{Actor, EventEnvelope, LeadEvent, TimelineEntry};
+use leadflow_lambda::active_config::ActiveConfig;
+use leadflow_lambda::sqs::{for_each_record, leadflow_event, RecordError};
+use serde_json::json;
+
+use crate::transport::{PostOutcome, WebhookTransport};
+
+/// Settings from the function's environment.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub retry: RetryPolicy,
+    /// The HTTP API's base URL, for the payload's links.
+    pub api_url: Option<String>,
+}
+
+impl DeliverySettings {
+    /// `CRM_RETRY_BASE_SECONDS`, `CRM_RETRY_WINDOW_SECONDS`, `PUBLIC_API_URL`.
+    pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Self {
+        let secs = |name: &str, default: Duration| {
+            env(name)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|v| *v > 0)
+                .map(Duration::seconds)
+                .unwrap_or(default)
+        };
+        Self {
+            retry: RetryPolicy {
+                base: secs("CRM_RETRY_BASE_SECONDS", RetryPolicy::DEFAULT.base),
+                window: secs("CRM_RETRY_WINDOW_SECONDS", RetryPolicy::DEFAULT.window),
+            },
+            api_url: env("PUBLIC_API_URL").filter(|u| !u.is_empty()),
+        }
+    }
+}
+
+pub struct Deliver<S, T, Q, K> {
+    store: S,
+    transport: T,
+    queue: Q,
+    secrets: K,
+    config: ActiveConfig<S>,
+    settings: DeliverySettings,
+}
+
+/// Where a delivery attempt stands, from the SQS message's system attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AttemptInfo {
+    number: u32,
+    first_at: DateTime<Utc>,
+}
+
+fn attempt_info(m: &SqsMessage, now: DateTime<Utc>) -> AttemptInfo {
+    let number = m
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let first_at = m
+        .attributes
+        .get("ApproximateFirstReceiveTimestamp")
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        .unwrap_or(now);
+    AttemptInfo { number, first_at }
+}
+
+fn jitter() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0
+}
+
+/// The host of the endpoint, for the timeline (never its path or query: they may carry tokens).
+fn host_of(endpoint: &str) -> String {
+    reqwest::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            })
+        })
+        .unwrap_or_default()
+}
+
+impl<S, T, Q, K> Deliver<S, T, Q, K>
+where
+    S: LeadStore + ScoreStore + ConfigStore + IdempotencyStore,
+    T: WebhookTransport,
+    Q: RetryQueue,
+    K: SecretSource,
+{
+    pub fn new(
+        store: S,
+        transport: T,
+        queue: Q,
+        secrets: K,
+        config: ActiveConfig<S>,
+        settings: DeliverySettings,
+    ) -> Self {
+        Self {
+            store,
+            transport,
+            queue,
+            secrets,
+            config,
+            settings,
+        }
+    }
+
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        for_each_record(event, |m| async move { self.record(&m, Utc::now()).await }).await
+    }
+
+    pub async fn record(&self, m: &SqsMessage, now: DateTime<Utc>) -> Result<(), RecordError> {
+        let body = m.body.as_deref().unwrap_or_default();
+        let event = leadflow_event(body)?;
+        let LeadEvent::LeadRouted { assignment } = &event.event else {
+            return Ok(());
+        };
+        let attempt = attempt_info(m, now);
+        let webhook_id = crm::webhook_id(event.event_id);
+        let key = format!("crm-delivery#{webhook_id}");
+        match self
+            .store
+            .begin(&key, "", now)
+            .await
+            .map_err(RecordError::retryable)?
+        {
+            IdempotencyBegin::Started => {}
+            // Delivered before: this is a redelivery of a message whose delete was lost.
+            IdempotencyBegin::Replay(_) | IdempotencyBegin::Mismatch => return Ok(()),
+            IdempotencyBegin::InProgress => {
+                return Err(RecordError::Retryable(
+                    "another attempt of this delivery is running".into(),
+                ))
+            }
+        }
+        let result = self
+            .attempt(&event, assignment, &webhook_id, attempt, m, body, now)
+            .await;
+        match &result {
+            Ok(true) => {
+                let done = StoredResponse {
+                    status: 200,
+                    headers: vec![],
+                    body: String::new(),
+                };
+                if let Err(e) = self.store.finish(&key, &done, now).await {
+                    tracing::warn!(error = %e, "delivery mark not stored; a redelivery may POST again (same webhook-id)");
+                }
+            }
+            _ => {
+                if let Err(e) = self.store.release(&key).await {
+                    tracing::warn!(error = %e, "delivery key not released; the next attempt waits for it to expire");
+                }
+            }
+        }
+        result.map(|_| ())
+    }
+
+    async fn note(
+        &self,
+        event: &EventEnvelope,
+        now: DateTime<Utc>,
+        action: &str,
+        detail: serde_json::Value,
+        reason: Option<String>,
+    ) {
+        let entry = TimelineEntry {
+            at: now,
+            actor: Actor::System,
+            action: action.into(),
+            detail,
+            reason,
+        };
+        if let Err(e) = self.store.append_timeline(event.lead_id, &[entry]).await {
+            tracing::warn!(lead_id = %event.lead_id, error = %e, action, "timeline entry not stored");
+        }
+    }
+
+    /// One attempt. Ok(true): delivered; Ok(false): settled without a delivery (skipped or
+    /// parked on the DLQ); Err: try again when the message reappears.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        event: &EventEnvelope,
+        assignment: &Assignment,
+        webhook_id: &str,
+        attempt: AttemptInfo,
+        m: &SqsMessage,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RecordError> {
+        let lead_id = event.lead_id;
+        let Some(lead) = self
+            .store
+            .get(lead_id)
+            .await
+            .map_err(RecordError::retryable)?
+        else {
+            return Err(RecordError::Poison(format!(
+                "lead {lead_id} does not exist"
+            )));
+        };
+        // The same handover (acceptance since then does not make it another one).
+        let current = lead
+            .assignment
+            .as_ref()
+            .is_some_and(|a| a.at == assignment.at && a.assigned_to == assignment.assigned_to);
+        if !current {
+            // Reassigned or handed back to marketing since: this handover is stale.
+            self.note(
+                event,
+                now,
+                "crm_delivery_skipped",
+                json!({ "webhook_id": webhook_id }),
+                Some("the lead's assignment changed before it was delivered".into()),
+            )
+            .await;
+            return Ok(false);
+        }
+        let loaded = self.config.get().await.map_err(RecordError::retryable)?;
+        let Some(target) = loaded
+            .config
+            .routing
+            .as_ref()
+            .and_then(|r| r.crm_for(&assignment.assigned_to))
+            .cloned()
+        else {
+            self.note(
+                event,
+                now,
+                "crm_delivery_skipped",
+                json!({ "webhook_id": webhook_id }),
+                Some(format!(
+                    "no CRM endpoint is configured for this assignment (config version {})",
+                    loaded.version
+                )),
+            )
+            .await;
+            return Ok(false);
+        };
+        let outcome = match self.secrets.secret(&target.secret).await {
+            Ok(s) => match WebhookSecret::parse(&s) {
+                Ok(secret) => {
+                    let score = self
+                        .store
+                        .score(lead_id)
+                        .await
+                        .map_err(RecordError::retryable)?;
+                    let interests = score
+                        .as_ref()
+                        .map(|s| s.state.interests(&loaded.config.scoring, now))
+                        .unwrap_or_default();
+                    let activities = self
+                        .store
+                        .recent_activities(lead_id, crm::ACTIVITIES_SENT)
+                        .await
+                        .map_err(RecordError::retryable)?;
+                    let payload = LeadRoutedPayload {
+                        kind: crm::LEAD_ROUTED.into(),
+                        version: crm::PAYLOAD_VERSION,
+                        timestamp: event.occurred_at,
+                        data: LeadContext::build(
+                            &lead,
+                            assignment,
+                            score.as_ref(),
+                            &interests,
+                            &activities,
+                            self.settings.api_url.as_deref(),
+                        ),
+                    };
+                    let payload = serde_json::to_vec(&payload)
+                        .map_err(|e| RecordError::Poison(e.to_string()))?;
+                    let timestamp = now.timestamp();
+                    let signature = secret.sign(webhook_id, timestamp, &payload);
+                    let headers = [
+                        (webhook::ID_HEADER, webhook_id.to_owned()),
+                        (webhook::TIMESTAMP_HEADER, timestamp.to_string()),
+                        (webhook::SIGNATURE_HEADER, signature),
+                    ];
+                    self.transport
+                        .post(&target.endpoint, &headers, payload)
+                        .await
+                }
+                Err(e) => PostOutcome::Failed(format!("secret {}: {e}", target.secret)),
+            },
+            Err(e) => PostOutcome::Failed(e.to_string()),
+        };
+        let mut detail = json!({
+            "webhook_id": webhook_id,
+            "attempt": attempt.number,
+            "endpoint_host": host_of(&target.endpoint),
+            "outcome": outcome.describe(),
+        });
+        if let PostOutcome::Answered(status) = outcome {
+            detail["status"] = json!(status);
+        }
+        if outcome.delivered() {
+            tracing::info!(lead_id = %lead_id, attempt = attempt.number, "delivered to the CRM");
+            self.note(event, now, "crm_delivered", detail, None).await;
+            return Ok(true);
+        }
+        let elapsed = now - attempt.first_at;
+        match self
+            .settings
+            .retry
+            .next_delay(attempt.number, elapsed, jitter())
+        {
+            Some(delay) => {
+                let secs = delay.num_seconds().max(1) as u32;
+                detail["retry_in_seconds"] = json!(secs);
+                tracing::warn!(lead_id = %lead_id, attempt = attempt.number, outcome = %outcome.describe(), retry_in = secs, "CRM delivery failed");
+                self.note(event, now, "crm_delivery_attempt", detail, None)
+                    .await;
+                if let Some(handle) = m.receipt_handle.as_deref() {
+                    if let Err(e) = self.queue.retry_later(handle, secs).await {
+                        // The queue's visibility timeout brings it back instead.
+                        tracing::warn!(error = %e, "retry delay not set");
+                    }
+                }
+                Err(RecordError::Retryable(format!(
+                    "CRM delivery attempt {} failed: {}",
+                    attempt.number,
+                    outcome.describe()
+                )))
+            }
+            None => {
+                let reason = format!(
+                    "gave up after {} attempts over {} s: {}",
+                    attempt.number,
+                    elapsed.num_seconds(),
+                    outcome.describe()
+                );
+                self.queue
+                    .dead_letter(body, &reason)
+                    .await
+                    .map_err(RecordError::retryable)?;
+                tracing::error!(lead_id = %lead_id, attempts = attempt.number, "CRM delivery given up: parked on the DLQ");
+                self.note(event, now, "crm_delivery_given_up", detail, Some(reason))
+                    .await;
+                Ok(false)
+            }
+        }
+    }
+}

@@ -1,0 +1,873 @@
+//! The CRM handover (DOMAIN.md steps 5 and 6): what a CRM receives about a routed lead, when a
+//! failed delivery is tried again, and what the CRM's answers (accepted, qualified, ...) do to
+//! the lead. Pure: the crm-webhook function does the sending and storing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::bant::Bant;
+use crate::lead::{Consent, Lead, LeadId, Utm};
+use crate::lead_score::LeadScore;
+use crate::routing::Assignment;
+use crate::scoring::{Contribution, Grade, Points, ScoreBand, Temperature, TopEvent};
+use crate::stage::{Stage, TransitionError};
+use crate::submission::FieldErrors;
+use crate::timeline::{Actor, TimelineEntry};
+use crate::tracking::TrackedEvent;
+
+/// Version of the delivered payload (docs/crm-webhook.schema.json). Fields may be added
+/// within a version; removing or redefining one raises it.
+pub const PAYLOAD_VERSION: u32 = 1;
+/// The payload's `type`.
+pub const LEAD_ROUTED: &str = "lead.routed";
+/// How many of the lead's latest activities travel with it.
+pub const ACTIVITIES_SENT: usize = 20;
+
+/// The `webhook-id` of a routed lead's delivery: the same on every attempt and replay (it is
+/// the `LeadRouted` event's id), so the CRM can drop duplicates.
+pub fn webhook_id(routed_event: uuid::Uuid) -> String {
+    format!("msg_{}", routed_event.simple())
+}
+
+/// One activity as stored by scoring: the event and what it counted for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    pub event: TrackedEvent,
+    #[serde(default)]
+    pub applied: Value,
+}
+
+/// The body POSTed to the CRM: a Standard Webhooks payload (`type`, `timestamp`, `data`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeadRoutedPayload {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u32,
+    /// When the lead was routed.
+    pub timestamp: DateTime<Utc>,
+    pub data: LeadContext,
+}
+
+/// Everything known about a routed lead (DOMAIN.md: what sales and partners receive).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeadContext {
+    pub lead_id: LeadId,
+    pub stage: Stage,
+    pub created_at: DateTime<Utc>,
+    pub contact: Contact,
+    pub company: Company,
+    pub attribution: Attribution,
+    pub score: Option<ScoreSummary>,
+    /// Tag → interest weight now (1.0 is one fresh event), strongest first.
+    pub interests: Vec<Interest>,
+    /// The latest activities, newest first.
+    pub activities: Vec<ActivitySummary>,
+    pub consent: Option<Consent>,
+    pub bant: Option<Bant>,
+    pub assignment: Assignment,
+    pub custom_fields: BTreeMap<String, String>,
+    pub links: Links,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    pub job_title: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Company {
+    pub name: Option<String>,
+    pub size: Option<String>,
+    pub industry: Option<String>,
+    pub country: Option<String>,
+    pub postcode: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribution {
+    pub source: Option<String>,
+    pub campaign: Option<String>,
+    pub utm: Utm,
+    pub landing_page_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreSummary {
+    pub score: Points,
+    pub behaviour: Points,
+    pub fit: Points,
+    pub band: ScoreBand,
+    pub grade: Grade,
+    pub temperature: Temperature,
+    pub product: Option<String>,
+    pub config_version: u64,
+    pub at: DateTime<Utc>,
+    /// Every rule that gave or took points; their sum is `score`.
+    pub explanation: Vec<Contribution>,
+    pub top_events: Vec<TopEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interest {
+    pub tag: String,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivitySummary {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub url: Option<String>,
+    pub tags: Vec<String>,
+    /// What scoring made of it (points, capped, ...).
+    pub scored: Value,
+}
+
+/// Where the CRM finds more and answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Links {
+    /// The lead with its timeline (GET, IAM-signed).
+    pub lead: Option<String>,
+    /// Where the CRM posts status changes (signed like this delivery).
+    pub callback: Option<String>,
+}
+
+impl LeadContext {
+    /// Builds the context; `api_url` is the HTTP API's base URL (links are left out without it).
+    pub fn build(
+        lead: &Lead,
+        assignment: &Assignment,
+        score: Option<&LeadScore>,
+        interests: &BTreeMap<String, f64>,
+        activities: &[Activity],
+        api_url: Option<&str>,
+    ) -> Self {
+        let mut interests: Vec<Interest> = interests
+            .iter()
+            .filter(|(_, w)| **w >= 0.01)
+            .map(|(tag, weight)| Interest {
+                tag: tag.clone(),
+                weight: (weight * 100.0).round() / 100.0,
+            })
+            .collect();
+        interests.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(a.tag.cmp(&b.tag)));
+        let mut activities: Vec<&Activity> = activities.iter().collect();
+        activities.sort_by_key(|a| std::cmp::Reverse(a.event.occurred_at));
+        let base = api_url.map(|u| u.trim_end_matches('/').to_owned());
+        LeadContext {
+            lead_id: lead.id,
+            stage: lead.stage,
+            created_at: lead.created_at,
+            contact: Contact {
+                email: lead.email.to_string(),
+                first_name: lead.first_name.clone(),
+                last_name: lead.last_name.clone(),
+                phone: lead.phone.clone(),
+                job_title: lead.job_title.clone(),
+            },
+            company: Company {
+                name: lead.company.clone(),
+                size: lead.company_size.clone(),
+                industry: lead.industry.clone(),
+                country: lead.country.clone(),
+                postcode: lead.postcode.clone(),
+            },
+            attribution: Attribution {
+                source: lead.source.clone(),
+                campaign: lead.campaign.clone(),
+                utm: lead.utm.clone(),
+                landing_page_url: lead.landing_page_url.clone(),
+            },
+            score: score.and_then(|s| {
+                s.snapshot.as_ref().map(|snap| ScoreSummary {
+                    score: snap.score,
+                    behaviour: snap.behaviour,
+                    fit: snap.fit,
+                    band: snap.band,
+                    grade: snap.grade,
+                    temperature: snap.temperature,
+                    product: snap.product.clone(),
+                    config_version: s.config_version,
+                    at: snap.at,
+                    explanation: snap.contributions.clone(),
+                    top_events: snap.top_events.clone(),
+                })
+            }),
+            interests,
+            activities: activities
+                .into_iter()
+                .take(ACTIVITIES_SENT)
+                .map(|a| ActivitySummary {
+                    event_type: a.event.event_type.clone(),
+                    occurred_at: a.event.occurred_at,
+                    url: a.event.url.clone(),
+                    tags: a.event.tags.clone(),
+                    scored: a.applied.clone(),
+                })
+                .collect(),
+            consent: lead.consent.clone(),
+            bant: lead.bant.clone(),
+            assignment: assignment.clone(),
+            custom_fields: lead.custom_fields.clone(),
+            links: Links {
+                lead: base.as_ref().map(|b| format!("{b}/leads/{}", lead.id)),
+                callback: base.as_ref().map(|b| format!("{b}/crm/events")),
+            },
+        }
+    }
+}
+
+/// When a failed delivery is tried again: exponential backoff from `base` with jitter, for
+/// at most `window` after the first attempt; after that the delivery goes to the DLQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub window: Duration,
+}
+
+/// The longest an SQS message can stay invisible in one go.
+pub const MAX_RETRY_DELAY: Duration = Duration::hours(12);
+
+impl RetryPolicy {
+    pub const DEFAULT: RetryPolicy = RetryPolicy {
+        base: Duration::seconds(30),
+        window: Duration::hours(24),
+    };
+
+    /// The wait before the next attempt, after attempt number `attempt` (1 = the first) failed
+    /// `elapsed` after the first attempt. `jitter` in [0, 1) spreads retries of many leads
+    /// ("equal jitter": between half and all of the exponential delay). `None`: give up.
+    pub fn next_delay(&self, attempt: u32, elapsed: Duration, jitter: f64) -> Option<Duration> {
+        let remaining = self.window - elapsed;
+        if remaining < Duration::seconds(1) {
+            return None;
+        }
+        let base_ms = self.base.num_milliseconds().max(1000) as f64;
+        let exp = base_ms * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+        let capped = exp.min(MAX_RETRY_DELAY.num_milliseconds() as f64);
+        let jittered = capped / 2.0 + capped / 2.0 * jitter.clamp(0.0, 1.0);
+        let delay = Duration::milliseconds(jittered as i64).max(Duration::seconds(1));
+        Some(delay.min(remaining))
+    }
+}
+
+/// What a CRM tells about a lead (`POST /crm/events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrmStatus {
+    Accepted,
+    Qualified,
+    Opportunity,
+    Won,
+    Lost,
+    Rejected,
+    Recycled,
+}
+
+impl CrmStatus {
+    pub const ALL: [CrmStatus; 7] = [
+        CrmStatus::Accepted,
+        CrmStatus::Qualified,
+        CrmStatus::Opportunity,
+        CrmStatus::Won,
+        CrmStatus::Lost,
+        CrmStatus::Rejected,
+        CrmStatus::Recycled,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CrmStatus::Accepted => "accepted",
+            CrmStatus::Qualified => "qualified",
+            CrmStatus::Opportunity => "opportunity",
+            CrmStatus::Won => "won",
+            CrmStatus::Lost => "lost",
+            CrmStatus::Rejected => "rejected",
+            CrmStatus::Recycled => "recycled",
+        }
+    }
+
+    /// The stage the status moves the lead to. A lost deal goes back to marketing as Recycled
+    /// (the loop of DOMAIN.md); the CRM status keeps that it was lost.
+    pub fn stage(&self) -> Stage {
+        match self {
+            CrmStatus::Accepted => Stage::Sal,
+            CrmStatus::Qualified => Stage::Sql,
+            CrmStatus::Opportunity => Stage::Opportunity,
+            CrmStatus::Won => Stage::Customer,
+            CrmStatus::Lost | CrmStatus::Recycled => Stage::Recycled,
+            CrmStatus::Rejected => Stage::Rejected,
+        }
+    }
+}
+
+/// An amount of money in whole units of an ISO 4217 currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    pub amount: u64,
+    pub currency: String,
+}
+
+/// How the lead is known in the CRM and what the CRM last said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrmRecord {
+    /// The secret reference of the CRM that called back: CRMs are told apart by their secret.
+    pub crm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub status: CrmStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opportunity: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A validated `POST /crm/events` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrmUpdate {
+    pub status: CrmStatus,
+    pub lead_id: Option<LeadId>,
+    pub external_id: Option<String>,
+    /// Who in the CRM did it (a user name or id), for the timeline.
+    pub by: Option<String>,
+    pub reason: Option<String>,
+    pub money: Option<Money>,
+    /// The BANT fields of a `qualified` status, merged over what is known.
+    pub bant: Option<Value>,
+}
+
+const MAX_TEXT: usize = 1000;
+
+fn text(
+    obj: &serde_json::Map<String, Value>,
+    key: &str,
+    errors: &mut FieldErrors,
+) -> Option<String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) if s.chars().count() <= MAX_TEXT => Some(s.trim().to_owned()),
+        Some(Value::String(_)) => {
+            errors.insert(key.into(), format!("must be at most {MAX_TEXT} characters"));
+            None
+        }
+        Some(_) => {
+            errors.insert(key.into(), "must be a string".into());
+            None
+        }
+    }
+}
+
+impl CrmUpdate {
+    pub fn parse(body: &Value) -> Result<Self, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let Some(obj) = body.as_object() else {
+            errors.insert("body".into(), "must be a JSON object".into());
+            return Err(errors);
+        };
+        const KNOWN: [&str; 8] = [
+            "status",
+            "lead_id",
+            "external_id",
+            "by",
+            "reason",
+            "amount",
+            "currency",
+            "bant",
+        ];
+        for key in obj.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+            errors.insert(key.clone(), "unknown field".into());
+        }
+        let names = || {
+            CrmStatus::ALL
+                .iter()
+                .map(CrmStatus::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let status = match obj.get("status") {
+            None | Some(Value::Null) => {
+                errors.insert("status".into(), format!("is required: one of {}", names()));
+                None
+            }
+            Some(v) => match serde_json::from_value::<CrmStatus>(v.clone()) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    errors.insert("status".into(), format!("must be one of {}", names()));
+                    None
+                }
+            },
+        };
+        let lead_id = match text(obj, "lead_id", &mut errors) {
+            Some(s) => match s.parse::<LeadId>() {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    errors.insert("lead_id".into(), "must be a leadflow lead id (UUID)".into());
+                    None
+                }
+            },
+            None => None,
+        };
+        let external_id = text(obj, "external_id", &mut errors);
+        if external_id.as_ref().is_some_and(|e| e.len() > 200) {
+            errors.insert("external_id".into(), "must be at most 200 bytes".into());
+        }
+        if lead_id.is_none() && external_id.is_none() && !errors.contains_key("lead_id") {
+            errors.insert(
+                "lead_id".into(),
+                "give lead_id (leadflow's id) or external_id (the CRM's id, once linked)".into(),
+            );
+        }
+        let by = text(obj, "by", &mut errors);
+        let reason = text(obj, "reason", &mut errors);
+        let amount = match obj.get("amount") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(a) => Some(a),
+                None => {
+                    errors.insert(
+                        "amount".into(),
+                        "must be a whole, non-negative number of currency units".into(),
+                    );
+                    None
+                }
+            },
+        };
+        let currency = text(obj, "currency", &mut errors).map(|c| c.to_ascii_uppercase());
+        if currency
+            .as_ref()
+            .is_some_and(|c| c.len() != 3 || !c.chars().all(|c| c.is_ascii_uppercase()))
+        {
+            errors.insert(
+                "currency".into(),
+                "must be an ISO 4217 code such as EUR".into(),
+            );
+        }
+        let bant = match obj.get("bant") {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) => Some(v.clone()),
+            Some(_) => {
+                errors.insert("bant".into(), "must be an object".into());
+                None
+            }
+        };
+        match status {
+            Some(CrmStatus::Rejected) if reason.is_none() && !errors.contains_key("reason") => {
+                errors.insert(
+                    "reason".into(),
+                    "is required when a lead is rejected (why will it never buy?)".into(),
+                );
+            }
+            Some(CrmStatus::Opportunity) => {
+                if amount.is_none() && !errors.contains_key("amount") {
+                    errors.insert("amount".into(), "is required for an opportunity".into());
+                }
+                if currency.is_none() && !errors.contains_key("currency") {
+                    errors.insert("currency".into(), "is required for an opportunity".into());
+                }
+            }
+            _ => {}
+        }
+        if amount.is_some() != currency.is_some()
+            && !errors.contains_key("amount")
+            && !errors.contains_key("currency")
+        {
+            errors.insert(
+                if amount.is_some() {
+                    "currency"
+                } else {
+                    "amount"
+                }
+                .into(),
+                "amount and currency go together".into(),
+            );
+        }
+        if bant.is_some() && status != Some(CrmStatus::Qualified) {
+            errors.insert("bant".into(), "only a qualified status carries BANT".into());
+        }
+        match (status, errors.is_empty()) {
+            (Some(status), true) => Ok(CrmUpdate {
+                status,
+                lead_id,
+                external_id,
+                by,
+                reason,
+                money: amount
+                    .zip(currency)
+                    .map(|(amount, currency)| Money { amount, currency }),
+                bant,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Why an update cannot be applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CrmUpdateError {
+    /// 409: the lifecycle does not allow the move.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// 422: a field is missing or wrong for this lead (e.g. BANT incomplete for an SQL).
+    #[error("invalid fields")]
+    Fields(FieldErrors),
+    /// 409: the lead is linked to another CRM record.
+    #[error("the lead is linked to CRM record {0:?}")]
+    OtherRecord(String),
+}
+
+/// What an applied update changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrmChange {
+    pub from: Stage,
+    pub to: Stage,
+    pub timeline: Vec<TimelineEntry>,
+    /// `StageChanged` to announce, when the stage moved.
+    pub stage_changed: bool,
+}
+
+/// Applies a CRM's update to the lead. `crm` is the secret reference of the CRM that signed it
+/// (its identity). A status that repeats the lead's stage changes nothing but the record.
+pub fn apply_update(
+    lead: &mut Lead,
+    update: &CrmUpdate,
+    crm: &str,
+    now: DateTime<Utc>,
+) -> Result<CrmChange, CrmUpdateError> {
+    if let (Some(record_id), Some(ext)) = (
+        lead.crm.as_ref().and_then(|r| r.external_id.as_ref()),
+        update.external_id.as_ref(),
+    ) {
+        if record_id != ext {
+            return Err(CrmUpdateError::OtherRecord(record_id.clone()));
+        }
+    }
+    let from = lead.stage;
+    let to = update.status.stage();
+    if from != to {
+        from.transition(to)?;
+    }
+    let actor = Actor::Crm(update.by.clone().unwrap_or_else(|| "crm".into()));
+    let mut detail = json!({ "status": update.status.as_str(), "from": from, "to": to });
+    if update.status == CrmStatus::Qualified {
+        let mut patch = update.bant.clone().unwrap_or_else(|| json!({}));
+        if let Some(obj) = patch.as_object_mut() {
+            obj.entry("by")
+                .or_insert_with(|| json!(update.by.as_deref().unwrap_or("crm")));
+        }
+        let merged = Bant::patch(lead.bant.as_ref(), &patch, now).map_err(|e| {
+            CrmUpdateError::Fields(
+                e.into_iter()
+                    .map(|(k, v)| (format!("bant.{k}"), v))
+                    .collect(),
+            )
+        })?;
+        if !merged.is_complete() {
+            return Err(CrmUpdateError::Fields(FieldErrors::from([(
+                "bant".into(),
+                "an SQL needs budget, authority, need and timeframe (send what is missing)".into(),
+            )])));
+        }
+        lead.bant = Some(merged);
+    }
+    let previous = lead.crm.clone();
+    let external_id = update
+        .external_id
+        .clone()
+        .or_else(|| previous.as_ref().and_then(|p| p.external_id.clone()));
+    let opportunity = update
+        .money
+        .clone()
+        .or_else(|| previous.as_ref().and_then(|p| p.opportunity.clone()));
+    if let Some(m) = &update.money {
+        detail["amount"] = json!(m.amount);
+        detail["currency"] = json!(m.currency);
+    }
+    lead.crm = Some(CrmRecord {
+        crm: crm.to_owned(),
+        external_id,
+        status: update.status.clone(),
+        opportunity,
+        reason: update.reason.clone(),
+        at: now,
+    });
+    match update.status {
+        CrmStatus::Accepted => {
+            // Stops the SLA clock: the lead was taken.
+            if let Some(a) = lead.assignment.as_mut() {
+                a.accepted_at.get_or_insert(now);
+            }
+        }
+        CrmStatus::Lost | CrmStatus::Recycled if from != to => {
+            // Back to marketing: a later qualification routes it afresh.
+            if let Some(a) = lead.assignment.take() {
+                detail["previous_assignment"] = json!(a);
+            }
+        }
+        _ => {}
+    }
+    lead.stage = to;
+    lead.updated_at = now;
+    let action = if from == to {
+        "crm_status"
+    } else {
+        "stage_changed"
+    };
+    Ok(CrmChange {
+        from,
+        to,
+        timeline: vec![TimelineEntry {
+            at: now,
+            actor,
+            action: action.into(),
+            detail,
+            reason: update.reason.clone(),
+        }],
+        stage_changed: from != to,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(v: Value) -> Result<CrmUpdate, FieldErrors> {
+        CrmUpdate::parse(&v)
+    }
+
+    const ID: &str = "0190d2a4-0000-7000-8000-000000000001";
+
+    #[test]
+    fn statuses_map_to_stages() {
+        assert_eq!(CrmStatus::Accepted.stage(), Stage::Sal);
+        assert_eq!(CrmStatus::Qualified.stage(), Stage::Sql);
+        assert_eq!(CrmStatus::Opportunity.stage(), Stage::Opportunity);
+        assert_eq!(CrmStatus::Won.stage(), Stage::Customer);
+        assert_eq!(CrmStatus::Lost.stage(), Stage::Recycled);
+        assert_eq!(CrmStatus::Rejected.stage(), Stage::Rejected);
+        assert_eq!(CrmStatus::Recycled.stage(), Stage::Recycled);
+    }
+
+    #[test]
+    fn a_rejection_needs_a_reason() {
+        let e = parse(json!({"status": "rejected", "lead_id": ID})).unwrap_err();
+        assert!(e["reason"].contains("required"), "{e:?}");
+        let ok = parse(json!({"status": "rejected", "lead_id": ID, "reason": "student"})).unwrap();
+        assert_eq!(ok.reason.as_deref(), Some("student"));
+    }
+
+    #[test]
+    fn an_opportunity_needs_an_amount_in_a_currency() {
+        let e = parse(json!({"status": "opportunity", "lead_id": ID})).unwrap_err();
+        assert!(
+            e.contains_key("amount") && e.contains_key("currency"),
+            "{e:?}"
+        );
+        let e = parse(
+            json!({"status": "opportunity", "lead_id": ID, "amount": -5, "currency": "euro"}),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains_key("amount") && e.contains_key("currency"),
+            "{e:?}"
+        );
+        let ok = parse(
+            json!({"status": "opportunity", "lead_id": ID, "amount": 12000, "currency": "EUR"}),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.money,
+            Some(Money {
+                amount: 12000,
+                currency: "EUR".into()
+            })
+        );
+    }
+
+    #[test]
+    fn bad_bodies_name_their_fields() {
+        let e = parse(json!({"status": "bought", "lead_id": "x", "colour": 1})).unwrap_err();
+        assert!(e["status"].contains("accepted"), "{e:?}");
+        assert!(
+            e.contains_key("lead_id") && e.contains_key("colour"),
+            "{e:?}"
+        );
+        let e = parse(json!({"status": "accepted"})).unwrap_err();
+        assert!(e["lead_id"].contains("external_id"), "{e:?}");
+        assert!(parse(json!({"status": "accepted", "external_id": "006A1"})).is_ok());
+        assert!(parse(json!([1])).unwrap_err().contains_key("body"));
+        let e =
+            parse(json!({"status": "accepted", "lead_id": ID, "bant": {"need": "x"}})).unwrap_err();
+        assert!(e.contains_key("bant"), "{e:?}");
+    }
+
+    fn routed_lead() -> Lead {
+        use crate::lead::SubmissionContext;
+        use crate::routing::AssignedTo;
+        use crate::submission::SubmissionRules;
+        let at: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
+        let raw = vec![("email".to_owned(), "a@b.de".to_owned())];
+        let s = SubmissionRules::default().validate(&raw).unwrap();
+        let mut lead = Lead::capture(LeadId::new_at(at), s, &SubmissionContext::default(), at).lead;
+        lead.stage = Stage::Mql;
+        lead.assignment = Some(Assignment {
+            assigned_to: AssignedTo::Owner {
+                id: "anna".into(),
+                name: "Anna".into(),
+                email: "anna@example.com".into(),
+            },
+            pool: "sales".into(),
+            rule: None,
+            fast_track: false,
+            config_version: 1,
+            at,
+            sla_deadline: at + Duration::hours(24),
+            accepted_at: None,
+        });
+        lead
+    }
+
+    #[test]
+    fn an_update_moves_the_stage_and_keeps_the_record() {
+        let now: DateTime<Utc> = "2026-11-22T13:00:00Z".parse().unwrap();
+        let mut lead = routed_lead();
+        let accepted = parse(
+            json!({"status": "accepted", "lead_id": ID, "external_id": "006A1", "by": "anna"}),
+        )
+        .unwrap();
+        let change = apply_update(&mut lead, &accepted, "env:CRM", now).unwrap();
+        assert_eq!(
+            (change.from, change.to, change.stage_changed),
+            (Stage::Mql, Stage::Sal, true)
+        );
+        assert_eq!(lead.stage, Stage::Sal);
+        assert_eq!(lead.assignment.as_ref().unwrap().accepted_at, Some(now));
+        assert_eq!(change.timeline[0].actor, Actor::Crm("anna".into()));
+        assert_eq!(
+            lead.crm.as_ref().unwrap().external_id.as_deref(),
+            Some("006A1")
+        );
+        // Said again: nothing moves, the first acceptance time stays.
+        let later = now + Duration::minutes(5);
+        let again = apply_update(&mut lead, &accepted, "env:CRM", later).unwrap();
+        assert!(!again.stage_changed);
+        assert_eq!(lead.assignment.as_ref().unwrap().accepted_at, Some(now));
+        // Another CRM record for the same lead is refused.
+        let other =
+            parse(json!({"status": "qualified", "lead_id": ID, "external_id": "999"})).unwrap();
+        assert!(matches!(
+            apply_update(&mut lead, &other, "env:CRM", now),
+            Err(CrmUpdateError::OtherRecord(_))
+        ));
+        // Skipping ahead is refused with what is allowed.
+        let won = parse(json!({"status": "won", "lead_id": ID})).unwrap();
+        match apply_update(&mut lead, &won, "env:CRM", now) {
+            Err(CrmUpdateError::Transition(t)) => {
+                assert_eq!(
+                    t.allowed,
+                    [
+                        Stage::Sql,
+                        Stage::Opportunity,
+                        Stage::Rejected,
+                        Stage::Recycled
+                    ]
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lead.stage, Stage::Sal, "a refused update changes nothing");
+    }
+
+    #[test]
+    fn qualified_needs_complete_bant_and_recycled_returns_the_lead_to_marketing() {
+        let now: DateTime<Utc> = "2026-11-22T13:00:00Z".parse().unwrap();
+        let mut lead = routed_lead();
+        let partial =
+            parse(json!({"status": "qualified", "lead_id": ID, "bant": {"need": "a CRM"}}))
+                .unwrap();
+        assert!(
+            matches!(apply_update(&mut lead, &partial, "env:CRM", now), Err(CrmUpdateError::Fields(f)) if f.contains_key("bant"))
+        );
+        assert!(lead.bant.is_none());
+        let full = parse(json!({"status": "qualified", "lead_id": ID, "by": "anna", "bant": {"budget": {"amount": 1000, "currency": "EUR"}, "authority": "influencer", "need": "a CRM", "timeframe": "later"}})).unwrap();
+        apply_update(&mut lead, &full, "env:CRM", now).unwrap();
+        assert_eq!(lead.stage, Stage::Sql);
+        assert_eq!(lead.bant.as_ref().unwrap().by, "anna");
+        let recycled =
+            parse(json!({"status": "recycled", "lead_id": ID, "reason": "budget next year"}))
+                .unwrap();
+        let change = apply_update(&mut lead, &recycled, "env:CRM", now).unwrap();
+        assert_eq!(lead.stage, Stage::Recycled);
+        assert!(
+            lead.assignment.is_none(),
+            "routed afresh when it qualifies again"
+        );
+        assert!(change.timeline[0].detail["previous_assignment"].is_object());
+        assert_eq!(
+            change.timeline[0].reason.as_deref(),
+            Some("budget next year")
+        );
+    }
+
+    #[test]
+    fn retries_back_off_and_stop_at_the_window() {
+        let p = RetryPolicy::DEFAULT;
+        let mut elapsed = Duration::zero();
+        let mut attempts = 1;
+        let mut last = Duration::zero();
+        while let Some(d) = p.next_delay(attempts, elapsed, 0.5) {
+            assert!(d >= Duration::seconds(1));
+            assert!(d <= MAX_RETRY_DELAY);
+            if elapsed + d < p.window {
+                assert!(d >= last, "delays grow until the window clamps them");
+            }
+            last = d;
+            elapsed += d;
+            attempts += 1;
+        }
+        assert!(elapsed <= p.window, "{elapsed}");
+        assert!(
+            elapsed >= p.window - Duration::seconds(1),
+            "the last retry is at the window's end: {elapsed}"
+        );
+        assert!((10..=20).contains(&attempts), "{attempts} attempts in 24 h");
+        // The first retry waits between half and all of the base.
+        assert_eq!(
+            p.next_delay(1, Duration::zero(), 0.0),
+            Some(Duration::seconds(15))
+        );
+        assert_eq!(
+            p.next_delay(1, Duration::zero(), 0.999_999),
+            Some(Duration::milliseconds(29_999))
+        );
+        assert_eq!(
+            p.next_delay(3, Duration::zero(), 0.0),
+            Some(Duration::seconds(60))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn retries_never_outlast_the_window(base in 1i64..600, window in 1i64..200_000, jitters in proptest::collection::vec(0.0f64..1.0, 1..60)) {
+            let p = RetryPolicy { base: Duration::seconds(base), window: Duration::seconds(window) };
+            let mut elapsed = Duration::zero();
+            for (i, j) in jitters.iter().enumerate() {
+                match p.next_delay(i as u32 + 1, elapsed, *j) {
+                    Some(d) => { prop_assert!(d > Duration::zero()); elapsed += d; }
+                    None => break,
+                }
+            }
+            prop_assert!(elapsed <= p.window);
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Standard Webhooks (https://www.standardwebhooks.com/): how leadflow signs what it sends to a
+//! CRM and checks what a CRM sends back. The signed content is `{id}.{timestamp}.{body}`, the
+//! signature HMAC-SHA256 with the endpoint's secret, sent as `v1,<base64>`; the timestamp keeps
+//! a captured request from being replayed later.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+pub const ID_HEADER: &str = "webhook-id";
+pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+pub const SIGNATURE_HEADER: &str = "webhook-signature";
+
+/// How far a signed timestamp may be from now, either way.
+pub const TOLERANCE_SECONDS: i64 = 5 * 60;
+
+const SECRET_PREFIX: &str = "whsec_";
+
+/// An endpoint's signing key: `whsec_` followed by base64 (as the spec's libraries print it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret(Vec<u8>);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(..)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a webhook secret is whsec_ followed by base64 of 24 to 64 bytes")]
+pub struct SecretFormatError;
+
+impl WebhookSecret {
+    pub fn parse(s: &str) -> Result<Self, SecretFormatError> {
+        let key = s
+            .trim()
+            .strip_prefix(SECRET_PREFIX)
+            .and_then(|b| STANDARD.decode(b).ok())
+            .ok_or(SecretFormatError)?;
+        if !(24..=64).contains(&key.len()) {
+            return Err(SecretFormatError);
+        }
+        Ok(Self(key))
+    }
+
+    fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+        // HMAC takes keys of any length, so this cannot fail.
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac
+    }
+
+    /// The `webhook-signature` value for one delivery attempt.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let tag = self.mac(id, timestamp, body).finalize().into_bytes();
+        format!("v1,{}", STANDARD.encode(tag))
+    }
+
+    /// Whether one of the space-separated `v1,<base64>` signatures is this key's, compared in
+    /// constant time.
+    pub fn matches(&self, id: &str, timestamp: i64, body: &[u8], signatures: &str) -> bool {
+        let mac = self.mac(id, timestamp, body);
+        signatures
+            .split_whitespace()
+            .filter_map(|s| s.strip_prefix("v1,"))
+            .filter_map(|b| STANDARD.decode(b).ok())
+            .any(|sig| mac.clone().verify_slice(&sig).is_ok())
+    }
+}
+
+/// The headers of one signed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders<'a> {
+    pub id: &'a str,
+    pub timestamp: i64,
+    pub signatures: &'a str,
+}
+
+/// Why a request's signature was not accepted (each answered with 401).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the {0} header is missing: calls must be signed (Standard Webhooks)")]
+    Missing(&'static str),
+    #[error("the webhook-timestamp header is not a Unix time in seconds")]
+    BadTimestamp,
+    #[error("the webhook-timestamp is more than 5 minutes from now")]
+    Stale,
+    #[error("no signature in webhook-signature matches this endpoint's secret")]
+    BadSignature,
+}
+
+/// Reads the three headers (by their lower-case names) and checks the timestamp's tolerance;
+/// the signature is then checked against the candidate secrets with [`WebhookSecret::matches`].
+pub fn signed_headers<'a>(
+    header: impl Fn(&'static str) -> Option<&'a str>,
+    now: DateTime<Utc>,
+) -> Result<SignedHeaders<'a>, VerifyError> {
+    let id = header(ID_HEADER)
+        .filter(|v| !v.is_empty())
+        .ok_or(VerifyError::Missing(ID_HEADER))?;
+    let timestamp = header(TIMESTAMP_HEADER).ok_or(VerifyError::Missing(TIMESTAMP_HEADER))?;
+    let signatures = header(SIGNATURE_HEADER)
+        .filter(|v| !v.is_empty())
+        .ok_or(VerifyError::Missing(SIGNATURE_HEADER))?;
+    let timestamp: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp)?;
+    if (now.timestamp() - timestamp).abs() > TOLERANCE_SECONDS {
+        return Err(VerifyError::Stale);
+    }
+    Ok(SignedHeaders {
+        id,
+        timestamp,
+        signatures,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    // The example of the Standard Webhooks reference libraries (webhooks/python tests).
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TS: i64 = 1614265330;
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const EXPECTED: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    #[test]
+    fn signs_like_the_reference_implementation() {
+        let secret = WebhookSecret::parse(SECRET).unwrap();
+        assert_eq!(secret.sign(ID, TS, BODY), EXPECTED);
+        assert!(secret.matches(ID, TS, BODY, &format!("v1,bm90IHRoaXM= {EXPECTED}")));
+    }
+
+    #[test]
+    fn any_change_breaks_the_signature() {
+        let secret = WebhookSecret::parse(SECRET).unwrap();
+        assert!(!secret.matches("msg_other", TS, BODY, EXPECTED));
+        assert!(!secret.matches(ID, TS + 1, BODY, EXPECTED));
+        assert!(!secret.matches(ID, TS, br#"{"test": 2432232315}"#, EXPECTED));
+        assert!(!secret.matches(
+            ID,
+            TS,
+            BODY,
+            "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        ));
+        assert!(!secret.matches(ID, TS, BODY, ""));
+        let other = WebhookSecret::parse("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        assert!(!other.matches(ID, TS, BODY, EXPECTED));
+    }
+
+    #[test]
+    fn secrets_must_be_whsec_base64() {
+        assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        assert!(WebhookSecret::parse("whsec_not base64!").is_err());
+        assert!(WebhookSecret::parse("whsec_c2hvcnQ=").is_err());
+        assert!(format!("{:?}", WebhookSecret::parse(SECRET).unwrap()).contains(".."));
+    }
+
+    #[test]
+    fn headers_are_required_and_the_timestamp_fresh() {
+        let now = DateTime::from_timestamp(TS, 0).unwrap();
+        let all = |name: &'static str| match name {
+            ID_HEADER => Some(ID),
+            TIMESTAMP_HEADER => Some("1614265330"),
+            SIGNATURE_HEADER => Some(EXPECTED),
+            _ => None,
+        };
+        let h = signed_headers(all, now).unwrap();
+        assert_eq!((h.id, h.timestamp), (ID, TS));
+        for missing in [ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER] {
+            let without = |name: &'static str| if name == missing { None } else { all(name) };
+            assert_eq!(
+                signed_headers(without, now),
+                Err(VerifyError::Missing(missing))
+            );
+        }
+        let late = now + chrono::Duration::seconds(TOLERANCE_SECONDS + 1);
+        assert_eq!(signed_headers(all, late), Err(VerifyError::Stale));
+        let early = now - chrono::Duration::seconds(TOLERANCE_SECONDS + 1);
+        assert_eq!(signed_headers(all, early), Err(VerifyError::Stale));
+        let edge = now + chrono::Duration::seconds(TOLERANCE_SECONDS);
+        assert!(signed_headers(all, edge).is_ok());
+        let garbled = |name: &'static str| {
+            if name == TIMESTAMP_HEADER {
+                Some("soon")
+            } else {
+                all(name)
+            }
+        };
+        assert_eq!(signed_headers(garbled, now), Err(VerifyError::BadTimestamp));
+    }
+
+    proptest! {
+        #[test]
+        fn a_signature_verifies_exactly_its_message(id in "msg_[a-zA-Z0-9]{1,30}", ts in 0i64..4_000_000_000, body in proptest::collection::vec(any::<u8>(), 0..200), flip in 0usize..200) {
+            let secret = WebhookSecret::parse(SECRET).unwrap();
+            let sig = secret.sign(&id, ts, &body);
+            prop_assert!(secret.matches(&id, ts, &body, &sig));
+            if !body.is_empty() {
+                let mut changed = body.clone();
+                changed[flip % body.len()] ^= 1;
+                prop_assert!(!secret.matches(&id, ts, &changed, &sig));
+            }
+        }
+    }
+}
