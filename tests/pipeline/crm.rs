@@ -7,11 +7,10 @@ use std::time::Duration;
 use chrono::Utc;
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::eventbridge::EventBridgePublisher;
-use leadflow_domain::lead::SubmissionContext;
-use leadflow_domain::ports::{LeadStore, LeadWrite};
-use leadflow_domain::scoring::{Grade, Points, ScoreBand, Temperature};
+use leadflow_domain::ports::LeadStore;
+use leadflow_domain::scoring::{Grade, Temperature};
 use leadflow_domain::webhook::WebhookSecret;
-use leadflow_domain::{Lead, LeadId, Qualification, Stage, SubmissionRules, TimelineEntry};
+use leadflow_domain::{LeadId, Stage, TimelineEntry};
 use leadflow_lambda::active_config::ActiveConfig;
 use route::Route;
 use serde_json::{json, Value};
@@ -84,42 +83,20 @@ async fn crm_stack(owners: &[Reply], params: &[&str], running: &[&str]) -> Crm {
     }
 }
 
-/// A lead at MQL, as qualify leaves it.
+/// A lead at MQL (grade B, warm), as qualify leaves it.
 async fn mql(app: &TestApp, email: &str, country: &str) -> LeadId {
-    let now = Utc::now();
-    let raw = vec![
-        ("email".to_owned(), email.to_owned()),
-        ("first_name".to_owned(), "Jana".to_owned()),
-        ("company".to_owned(), "Beispiel GmbH".to_owned()),
-        ("country".to_owned(), country.to_owned()),
-    ];
-    let mut lead: Lead = Lead::capture(
-        LeadId::new_at(now),
-        SubmissionRules::default().validate(&raw).unwrap(),
-        &SubmissionContext::default(),
-        now,
+    crate::support::mql(
+        app,
+        email,
+        &[
+            ("first_name", "Jana"),
+            ("company", "Beispiel GmbH"),
+            ("country", country),
+        ],
+        Grade::B,
+        Temperature::Warm,
     )
-    .lead;
-    lead.stage = Stage::Mql;
-    lead.qualification = Some(Qualification {
-        score: Points::from_cents(7000),
-        band: ScoreBand::Mql,
-        grade: Grade::B,
-        temperature: Temperature::Warm,
-        product: None,
-        config_version: 1,
-        at: now,
-    });
-    app.store()
-        .write(&LeadWrite {
-            lead: lead.clone(),
-            expected_version: None,
-            timeline: vec![],
-            events: vec![],
-        })
-        .await
-        .unwrap();
-    lead.id
+    .await
 }
 
 /// Routes the lead as the route function does on `LeadQualified` (LeadRouted goes to the bus).

@@ -7,15 +7,14 @@ use chrono::{Duration, Utc};
 use futures::StreamExt;
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::eventbridge::EventBridgePublisher;
-use leadflow_domain::lead::SubmissionContext;
-use leadflow_domain::ports::{ConfigStore, LeadStore, LeadWrite};
+use leadflow_domain::ports::{ConfigStore, LeadStore};
 use leadflow_domain::routing::AssignedTo;
-use leadflow_domain::scoring::{Grade, Points, ScoreBand, Temperature};
-use leadflow_domain::{Lead, LeadId, Qualification, Stage, SubmissionRules};
+use leadflow_domain::scoring::{Grade, Temperature};
+use leadflow_domain::{Lead, LeadId};
 use leadflow_lambda::active_config::ActiveConfig;
 use route::Route;
 
-use crate::support::TestApp;
+use crate::support::{mql, TestApp};
 
 /// config/leadflow.yaml's scoring model with the routing section given.
 fn config_with_routing(routing: &str) -> String {
@@ -40,46 +39,6 @@ async fn app_with(routing: &str) -> (TestApp, Route<DynamoStore, EventBridgePubl
         ActiveConfig::new(app.store(), std::time::Duration::ZERO),
     );
     (app, route)
-}
-
-/// A lead at MQL, as qualify leaves it.
-async fn mql(
-    app: &TestApp,
-    email: &str,
-    fields: &[(&str, &str)],
-    grade: Grade,
-    temperature: Temperature,
-) -> LeadId {
-    let mut raw: Vec<(String, String)> = vec![("email".into(), email.into())];
-    raw.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let now = Utc::now();
-    let mut lead: Lead = Lead::capture(
-        LeadId::new_at(now),
-        SubmissionRules::default().validate(&raw).unwrap(),
-        &SubmissionContext::default(),
-        now,
-    )
-    .lead;
-    lead.stage = Stage::Mql;
-    lead.qualification = Some(Qualification {
-        score: Points::from_cents(7000),
-        band: ScoreBand::Mql,
-        grade,
-        temperature,
-        product: None,
-        config_version: 1,
-        at: now,
-    });
-    app.store()
-        .write(&LeadWrite {
-            lead: lead.clone(),
-            expected_version: None,
-            timeline: vec![],
-            events: vec![],
-        })
-        .await
-        .unwrap();
-    lead.id
 }
 
 fn owner_of(lead: &Lead) -> String {

@@ -6,6 +6,11 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::Utc;
+use leadflow_domain::lead::SubmissionContext;
+use leadflow_domain::ports::{LeadStore, LeadWrite};
+use leadflow_domain::scoring::{Grade, Points, ScoreBand, Temperature};
+use leadflow_domain::{LeadId, Qualification, Stage, SubmissionRules};
 use leadflow_local::{Emulator, LocalStack};
 use serde_json::Value;
 
@@ -309,4 +314,44 @@ pub fn sqs_event(
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::new()
+}
+
+/// A lead at MQL, as qualify leaves it.
+pub async fn mql(
+    app: &TestApp,
+    email: &str,
+    fields: &[(&str, &str)],
+    grade: Grade,
+    temperature: Temperature,
+) -> LeadId {
+    let mut raw: Vec<(String, String)> = vec![("email".into(), email.into())];
+    raw.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let now = Utc::now();
+    let mut lead: leadflow_domain::Lead = leadflow_domain::Lead::capture(
+        LeadId::new_at(now),
+        SubmissionRules::default().validate(&raw).unwrap(),
+        &SubmissionContext::default(),
+        now,
+    )
+    .lead;
+    lead.stage = Stage::Mql;
+    lead.qualification = Some(Qualification {
+        score: Points::from_cents(7000),
+        band: ScoreBand::Mql,
+        grade,
+        temperature,
+        product: None,
+        config_version: 1,
+        at: now,
+    });
+    app.store()
+        .write(&LeadWrite {
+            lead: lead.clone(),
+            expected_version: None,
+            timeline: vec![],
+            events: vec![],
+        })
+        .await
+        .unwrap();
+    lead.id
 }

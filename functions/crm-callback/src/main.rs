@@ -6,7 +6,7 @@ use lambda_http::{service_fn, Error, Request};
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::eventbridge::EventBridgePublisher;
 use leadflow_aws::secrets::Secrets;
-use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
+use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::config::required;
 
 #[tokio::main]
@@ -27,10 +27,7 @@ async fn main() -> Result<(), Error> {
             Secrets::process_env(),
             leadflow_aws::aws_sdk_secretsmanager::Client::new(&sdk),
         ),
-        ActiveConfig::new(
-            store,
-            ttl_from(std::env::var("CONFIG_CACHE_SECONDS").ok().as_deref()),
-        ),
+        ActiveConfig::from_env(store),
     );
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(handler.handle(req).await)

@@ -15,7 +15,7 @@ use leadflow_domain::routing::Assignment;
 use leadflow_domain::webhook::{self, WebhookSecret};
 use leadflow_domain::{Actor, EventEnvelope, LeadEvent, TimelineEntry};
 use leadflow_lambda::active_config::ActiveConfig;
-use leadflow_lambda::sqs::{for_each_record, leadflow_event, RecordError};
+use leadflow_lambda::sqs::{for_each_record, lead_of, leadflow_event, RecordError};
 use serde_json::json;
 
 use crate::transport::{PostOutcome, WebhookTransport};
@@ -206,16 +206,7 @@ where
         now: DateTime<Utc>,
     ) -> Result<bool, RecordError> {
         let lead_id = event.lead_id;
-        let Some(lead) = self
-            .store
-            .get(lead_id)
-            .await
-            .map_err(RecordError::retryable)?
-        else {
-            return Err(RecordError::Poison(format!(
-                "lead {lead_id} does not exist"
-            )));
-        };
+        let lead = lead_of(&self.store, lead_id).await?;
         // The same handover (acceptance since then does not make it another one).
         let current = lead
             .assignment

@@ -8,7 +8,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::secrets::Secrets;
 use leadflow_aws::sqs::SqsRetryQueue;
-use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
+use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::config::required;
 
 #[tokio::main]
@@ -33,10 +33,7 @@ async fn main() -> Result<(), Error> {
         HttpsTransport::new()?,
         queue,
         secrets,
-        ActiveConfig::new(
-            store,
-            ttl_from(std::env::var("CONFIG_CACHE_SECONDS").ok().as_deref()),
-        ),
+        ActiveConfig::from_env(store),
         DeliverySettings::from_lookup(|name| std::env::var(name).ok()),
     );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

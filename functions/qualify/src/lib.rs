@@ -19,7 +19,7 @@ use leadflow_domain::{
 use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::retry::lost_race;
-use leadflow_lambda::sqs::{for_each_record, leadflow_event, RecordError};
+use leadflow_lambda::sqs::{for_each_record, lead_of, leadflow_event, RecordError};
 
 pub const FUNCTION: &str = "qualify";
 pub const IMPLEMENTED: bool = true;
@@ -91,16 +91,7 @@ where
     /// Brings the lead's stage and qualification up to date with its score at `now`.
     pub async fn qualify(&self, lead_id: LeadId, now: DateTime<Utc>) -> Result<(), RecordError> {
         for _ in 0..MAX_ATTEMPTS {
-            let Some(mut lead) = self
-                .store
-                .get(lead_id)
-                .await
-                .map_err(RecordError::retryable)?
-            else {
-                return Err(RecordError::Poison(format!(
-                    "lead {lead_id} does not exist"
-                )));
-            };
+            let mut lead = lead_of(&self.store, lead_id).await?;
             let loaded = self.config.get().await.map_err(RecordError::retryable)?;
             let state = self
                 .store

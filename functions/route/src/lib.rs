@@ -20,7 +20,7 @@ use leadflow_domain::{Actor, EventEnvelope, LeadEvent, LeadId, Stage, TimelineEn
 use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::retry::lost_race;
-use leadflow_lambda::sqs::{for_each_record, leadflow_event, RecordError};
+use leadflow_lambda::sqs::{for_each_record, lead_of, leadflow_event, RecordError};
 
 pub const FUNCTION: &str = "route";
 pub const IMPLEMENTED: bool = true;
@@ -122,16 +122,7 @@ where
         };
         let mut taken_slot: Option<String> = None;
         for _ in 0..MAX_ATTEMPTS {
-            let Some(mut lead) = self
-                .store
-                .get(lead_id)
-                .await
-                .map_err(RecordError::retryable)?
-            else {
-                return Err(RecordError::Poison(format!(
-                    "lead {lead_id} does not exist"
-                )));
-            };
+            let mut lead = lead_of(&self.store, lead_id).await?;
             if lead.assignment.is_some() || lead.stage != Stage::Mql {
                 // Routed before (a redelivery), or sales/marketing moved it on meanwhile.
                 if let Some(owner) = taken_slot.take() {

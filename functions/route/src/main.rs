@@ -5,7 +5,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::eventbridge::EventBridgePublisher;
-use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
+use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::config::required;
 use route::Route;
 
@@ -21,14 +21,7 @@ async fn main() -> Result<(), Error> {
         leadflow_aws::aws_sdk_eventbridge::Client::new(&sdk),
         required("EVENT_BUS_NAME")?,
     );
-    let handler = &Route::new(
-        store.clone(),
-        publisher,
-        ActiveConfig::new(
-            store,
-            ttl_from(std::env::var("CONFIG_CACHE_SECONDS").ok().as_deref()),
-        ),
-    );
+    let handler = &Route::new(store.clone(), publisher, ActiveConfig::from_env(store));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(handler.handle(event.payload).await)
     }))

@@ -52,7 +52,12 @@ async fn find_queue_url(client: &Client, stack: &str, logical_id: &str) -> Resul
         .queue_name_prefix(&prefix)
         .send()
         .await
-        .map_err(|e| format!("cannot list the queues of stack {stack}: {}", chain(&e)))?;
+        .map_err(|e| {
+            format!(
+                "cannot list the queues of stack {stack}: {}",
+                leadflow_aws::describe(&e)
+            )
+        })?;
     match out.queue_urls() {
         [url] => Ok(url.clone()),
         [] => Err(format!(
@@ -63,18 +68,6 @@ async fn find_queue_url(client: &Client, stack: &str, logical_id: &str) -> Resul
             urls.join(", ")
         )),
     }
-}
-
-/// An SDK error with its causes (its own `Display` says only "service error").
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 fn deliveries(n: usize) -> String {

@@ -37,7 +37,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// Renders an SDK error with its whole chain of causes: the SDK's own `Display` says only
 /// "service error", which tells an operator nothing.
-pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

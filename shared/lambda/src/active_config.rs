@@ -52,6 +52,14 @@ impl<S: ConfigStore> ActiveConfig<S> {
         }
     }
 
+    /// With the TTL of `CONFIG_CACHE_SECONDS` in the process environment (a function's `main`).
+    pub fn from_env(store: S) -> Self {
+        Self::new(
+            store,
+            ttl_from(std::env::var("CONFIG_CACHE_SECONDS").ok().as_deref()),
+        )
+    }
+
     pub async fn get(&self) -> Result<Arc<LoadedConfig>, ActiveConfigError> {
         let mut cached = self.cached.lock().await;
         if let Some((at, config)) = cached.as_ref() {

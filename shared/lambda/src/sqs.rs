@@ -33,6 +33,19 @@ pub fn leadflow_event(body: &str) -> Result<leadflow_domain::EventEnvelope, Reco
     .map_err(|e| RecordError::Poison(format!("not a leadflow event: {e}")))
 }
 
+/// The lead an event is about. Missing: poison (an event never outlives its lead), kept for
+/// the DLQ; a store failure is worth a retry.
+pub async fn lead_of<S: leadflow_domain::ports::LeadStore>(
+    store: &S,
+    id: leadflow_domain::LeadId,
+) -> Result<leadflow_domain::Lead, RecordError> {
+    store
+        .get(id)
+        .await
+        .map_err(RecordError::retryable)?
+        .ok_or_else(|| RecordError::Poison(format!("lead {id} does not exist")))
+}
+
 fn failure(id: String) -> BatchItemFailure {
     let mut f = BatchItemFailure::default();
     f.item_identifier = id;
