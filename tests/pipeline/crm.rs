@@ -48,6 +48,7 @@ struct Crm {
     app: TestApp,
     owners: CrmReceiver,
     partner: CrmReceiver,
+    partner_secret_arn: String,
 }
 
 /// A stack whose crm-webhook runs (with `params`), the receivers, and the config naming them.
@@ -80,6 +81,7 @@ async fn crm_stack(owners: &[Reply], params: &[&str], running: &[&str]) -> Crm {
         app,
         owners,
         partner,
+        partner_secret_arn: arn,
     }
 }
 
@@ -516,7 +518,7 @@ async fn callbacks_move_the_lead_through_every_status() {
 /// Unsigned, stale, forged and replayed callbacks; another CRM's leads are off limits.
 #[tokio::test(flavor = "multi_thread")]
 async fn callbacks_must_be_signed_fresh_and_by_the_leads_crm() {
-    let crm = crm_stack(&[], &[], &[]).await;
+    let crm = crm_stack(&[], &[], &["crm-webhook"]).await;
     let app = &crm.app;
     let lead = mql(app, "signed@example.com", "DE").await;
     route(app, lead).await;
@@ -623,10 +625,47 @@ async fn callbacks_must_be_signed_fresh_and_by_the_leads_crm() {
     )
     .await;
     assert_eq!(s, 403);
-    // The partner's lead went to the partner's receiver, signed with its secret.
-    let partner = crm.partner.wait_for(0, 0).await;
-    assert!(
-        partner.is_empty(),
-        "crm-webhook is not running in this test"
+    // Each lead went to its own CRM, signed with that CRM's secret (the partner's from
+    // Secrets Manager).
+    let partner = crm.partner.wait_for(1, 30).await;
+    assert_eq!(partner.len(), 1);
+    assert_eq!(partner[0].json()["data"]["lead_id"], austrian.to_string());
+    assert!(verified_independently(PARTNER_SECRET, &partner[0]));
+    assert!(!verified_independently(SECRET, &partner[0]));
+    let owners = crm.owners.wait_for(1, 30).await;
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0].json()["data"]["lead_id"], lead.to_string());
+
+    // The partner rotates its secret: the next call signed with the new one is taken (the
+    // cached value is read afresh), the old one no longer is.
+    const ROTATED: &str = "whsec_cm90YXRlZC1wYXJ0bmVyLXNlY3JldC0zMi1ieXRlcyE=";
+    aws_sdk_secretsmanager::Client::new(&app.stack.sdk)
+        .put_secret_value()
+        .secret_id(&crm.partner_secret_arn)
+        .secret_string(ROTATED)
+        .send()
+        .await
+        .expect("rotated");
+    let reject =
+        json!({"status": "rejected", "lead_id": austrian.to_string(), "reason": "no budget"});
+    // Earlier forged calls may have refreshed the cache moments ago; refreshes are spaced
+    // a few seconds apart, as a CRM's retries would be.
+    let mut answer = (0, Value::Null);
+    for n in 0..8 {
+        let id = format!("msg_r{n}");
+        let (s, a, _) = callback(app, ROTATED, &id, Utc::now().timestamp(), &reject).await;
+        answer = (s, a);
+        if s == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        (answer.0, answer.1["stage"].as_str()),
+        (200, Some("Rejected")),
+        "{}",
+        answer.1
     );
+    let (s, _, _) = callback(app, PARTNER_SECRET, "msg_old", now, &reject).await;
+    assert_eq!(s, 401, "the old secret is gone");
 }

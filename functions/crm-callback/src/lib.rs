@@ -90,33 +90,24 @@ where
         let Some(routing) = loaded.config.routing.as_ref() else {
             return unauthorized("no CRM is configured to call back");
         };
-        // Which CRM signed: the first configured secret that verifies.
-        let mut crm = None;
-        let mut unreadable = None;
-        for target in routing.crm_targets() {
-            match self.secrets.secret(&target.secret).await {
-                Ok(value) => {
-                    if WebhookSecret::parse(&value).is_ok_and(|s| {
-                        s.matches(signed.id, signed.timestamp, body, signed.signatures)
-                    }) {
-                        crm = Some(target.secret.clone());
-                        break;
-                    }
-                }
-                Err(SecretError::Missing(r)) => {
-                    tracing::warn!(secret = %r, "a CRM's secret is not set")
-                }
-                Err(e) => unreadable = Some(e),
-            }
+        // Which CRM signed: the first configured secret that verifies. None: perhaps a CRM
+        // rotated its secret, so the cached values are read afresh (at most every few seconds).
+        let mut signer = self.signer(routing, &signed, body).await;
+        if matches!(signer, Ok(None)) {
+            self.secrets.refresh();
+            signer = self.signer(routing, &signed, body).await;
         }
-        let Some(crm) = crm else {
-            if let Some(e) = unreadable {
+        let crm = match signer {
+            Ok(Some(crm)) => crm,
+            Ok(None) => {
+                return unauthorized(
+                    "no signature in webhook-signature matches a configured CRM secret",
+                )
+            }
+            Err(e) => {
                 tracing::error!(error = %e, "a CRM secret could not be read");
                 return Answer::unavailable(&StoreError::Unavailable(e.to_string()));
             }
-            return unauthorized(
-                "no signature in webhook-signature matches a configured CRM secret",
-            );
         };
         if !header_str(req.headers(), "content-type").is_some_and(|c| {
             c.trim()
@@ -158,6 +149,36 @@ where
             tracing::warn!(error = %e, "answer for webhook-id not stored");
         }
         answer
+    }
+
+    /// The secret reference of the CRM whose secret verifies the request. A secret that is
+    /// not set is passed over; one that cannot be read is an error only if none verifies.
+    async fn signer(
+        &self,
+        routing: &leadflow_domain::routing::RoutingConfig,
+        signed: &leadflow_domain::webhook::SignedHeaders<'_>,
+        body: &[u8],
+    ) -> Result<Option<String>, SecretError> {
+        let mut unreadable = None;
+        for target in routing.crm_targets() {
+            match self.secrets.secret(&target.secret).await {
+                Ok(value) => {
+                    if WebhookSecret::parse(&value).is_ok_and(|s| {
+                        s.matches(signed.id, signed.timestamp, body, signed.signatures)
+                    }) {
+                        return Ok(Some(target.secret.clone()));
+                    }
+                }
+                Err(SecretError::Missing(r)) => {
+                    tracing::warn!(secret = %r, "a CRM's secret is not set")
+                }
+                Err(e) => unreadable = Some(e),
+            }
+        }
+        match unreadable {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
     }
 
     async fn apply(&self, body: &[u8], crm: &str, now: DateTime<Utc>) -> Answer {

@@ -301,6 +301,10 @@ where
         if let PostOutcome::Answered(status) = outcome {
             detail["status"] = json!(status);
         }
+        if matches!(outcome, PostOutcome::Answered(401 | 403)) {
+            // The CRM may have rotated the secret: the next attempt reads it afresh.
+            self.secrets.refresh();
+        }
         if outcome.delivered() {
             tracing::info!(lead_id = %lead_id, attempt = attempt.number, "delivered to the CRM");
             self.note(event, now, "crm_delivered", detail, None).await;

@@ -1,9 +1,11 @@
 //! Secret references (`env:NAME`, Secrets Manager ARNs) resolved to their values, cached for
 //! the life of the process: a warm invocation never asks again. A rotated secret is picked up
-//! by new execution environments; `refresh` drops the cache when a signature stops matching.
+//! by new execution environments, and by warm ones when a signature stops matching (`refresh`,
+//! at most once every 5 s: forged calls cannot turn into a fetch each).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use leadflow_domain::ports::{SecretError, SecretSource};
 
@@ -16,7 +18,11 @@ pub struct Secrets {
     #[cfg(feature = "secretsmanager")]
     client: Option<aws_sdk_secretsmanager::Client>,
     cache: Arc<Mutex<HashMap<String, String>>>,
+    refreshed: Arc<Mutex<Option<Instant>>>,
 }
+
+/// How often a refresh may empty the cache.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Secrets {
     /// Secrets from the process environment only.
@@ -26,6 +32,7 @@ impl Secrets {
             #[cfg(feature = "secretsmanager")]
             client: None,
             cache: Arc::default(),
+            refreshed: Arc::default(),
         }
     }
 
@@ -36,19 +43,13 @@ impl Secrets {
             env,
             client: Some(client),
             cache: Arc::default(),
+            refreshed: Arc::default(),
         }
     }
 
     /// The process environment, as a lookup.
     pub fn process_env() -> EnvLookup {
         Arc::new(|name| std::env::var(name).ok())
-    }
-
-    /// Forgets cached values (after a rotation).
-    pub fn refresh(&self) {
-        if let Ok(mut c) = self.cache.lock() {
-            c.clear();
-        }
     }
 
     async fn fetch(&self, reference: &str) -> Result<String, SecretError> {
@@ -89,6 +90,19 @@ impl Secrets {
 }
 
 impl SecretSource for Secrets {
+    fn refresh(&self) {
+        let Ok(mut last) = self.refreshed.lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
+        }
+    }
+
     async fn secret(&self, reference: &str) -> Result<String, SecretError> {
         if let Some(v) = self
             .cache
@@ -126,5 +140,12 @@ mod tests {
             Err(SecretError::Missing(r)) if r == "env:OTHER"
         ));
         assert!(secrets.secret("plain").await.is_err());
+        // A refresh reads again, but a second one right after it does not.
+        secrets.refresh();
+        secrets.secret("env:CRM_SECRET").await.unwrap();
+        assert_eq!(*calls.lock().unwrap(), 3, "one miss for OTHER, one re-read");
+        secrets.refresh();
+        secrets.secret("env:CRM_SECRET").await.unwrap();
+        assert_eq!(*calls.lock().unwrap(), 3);
     }
 }

@@ -302,6 +302,9 @@ pub enum SecretError {
 /// Resolves secret references (`env:NAME`, Secrets Manager ARNs) to their values.
 pub trait SecretSource: Send + Sync {
     fn secret(&self, reference: &str) -> impl Future<Output = Result<String, SecretError>> + Send;
+    /// Forgets cached values, so the next read sees a rotated secret. Implementations may
+    /// limit how often this takes effect (a forged request must not cost a fetch each).
+    fn refresh(&self) {}
 }
 
 /// The queue a failing delivery waits on: the next attempt comes when the message becomes
