@@ -12,7 +12,8 @@ use leadflow_domain::ports::{
     ConfigStore, CrmLinks, EventPublisher, IdempotencyBegin, IdempotencyStore, LeadStore,
     LeadWrite, Outbox, SecretError, SecretSource, StoreError,
 };
-use leadflow_domain::webhook::{signed_headers, WebhookSecret};
+use leadflow_domain::routing::RoutingConfig;
+use leadflow_domain::webhook::{signed_headers, SignedHeaders, WebhookSecret};
 use leadflow_domain::{Actor, EventEnvelope, LeadEvent};
 use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::http::{header_str, Answer};
@@ -139,14 +140,23 @@ where
             }
             Err(e) => return Answer::unavailable(&e),
         }
-        let answer = self.apply(body, &crm, now).await;
-        // An answer is final unless the service failed: a replay gets it again.
+        let answer = self.apply(routing, body, &crm, signed.id, now).await;
+        // An answer is final unless the service failed: a replay gets it again. Should storing
+        // it fail, a re-run is still recognised by the webhook-id kept on the lead.
         if answer.status.is_server_error() {
             if let Err(e) = self.store.release(&key).await {
                 tracing::warn!(error = %e, "webhook-id not released");
             }
-        } else if let Err(e) = self.store.finish(&key, &answer.stored(), now).await {
-            tracing::warn!(error = %e, "answer for webhook-id not stored");
+        } else {
+            for attempt in 1..=3 {
+                match self.store.finish(&key, &answer.stored(), now).await {
+                    Ok(()) => break,
+                    Err(e) if attempt == 3 => {
+                        tracing::warn!(error = %e, "answer for webhook-id not stored")
+                    }
+                    Err(_) => lost_race().await,
+                }
+            }
         }
         answer
     }
@@ -155,8 +165,8 @@ where
     /// not set is passed over; one that cannot be read is an error only if none verifies.
     async fn signer(
         &self,
-        routing: &leadflow_domain::routing::RoutingConfig,
-        signed: &leadflow_domain::webhook::SignedHeaders<'_>,
+        routing: &RoutingConfig,
+        signed: &SignedHeaders<'_>,
         body: &[u8],
     ) -> Result<Option<String>, SecretError> {
         let mut unreadable = None;
@@ -181,7 +191,14 @@ where
         }
     }
 
-    async fn apply(&self, body: &[u8], crm: &str, now: DateTime<Utc>) -> Answer {
+    async fn apply(
+        &self,
+        routing: &RoutingConfig,
+        body: &[u8],
+        crm: &str,
+        webhook_id: &str,
+        now: DateTime<Utc>,
+    ) -> Answer {
         let value: serde_json::Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => {
@@ -225,7 +242,7 @@ where
                 }
                 Err(e) => return Answer::unavailable(&e),
             };
-            if !self.may_update(&lead, crm).await {
+            if !may_update(routing, &lead, crm) {
                 return Answer::error(
                     StatusCode::FORBIDDEN,
                     "this CRM is not the one the lead was handed to",
@@ -235,7 +252,10 @@ where
             if let (Some(ext), true, None) = (
                 update.external_id.as_deref(),
                 update.lead_id.is_some(),
-                lead.crm.as_ref().and_then(|r| r.external_id.as_ref()),
+                lead.crm
+                    .as_ref()
+                    .filter(|r| r.crm == crm)
+                    .and_then(|r| r.external_id.as_ref()),
             ) {
                 match self.store.link_external_id(crm, ext, lead_id).await {
                     Ok(linked) if linked == lead_id => {}
@@ -249,8 +269,21 @@ where
                 }
             }
             let expected = lead.version;
-            let change = match apply_update(&mut lead, &update, crm, now) {
+            let change = match apply_update(&mut lead, &update, crm, webhook_id, now) {
                 Ok(c) => c,
+                Err(CrmUpdateError::AlreadyApplied) => {
+                    let mut a = Answer::json(
+                        StatusCode::OK,
+                        json!({
+                            "lead_id": lead_id,
+                            "status": update.status.as_str(),
+                            "stage": lead.stage,
+                            "changed": false,
+                        }),
+                    );
+                    a.headers.push((REPLAYED_HEADER.into(), "true".into()));
+                    return a;
+                }
                 Err(CrmUpdateError::Transition(t)) => {
                     return Answer::json(
                         StatusCode::CONFLICT,
@@ -307,21 +340,15 @@ where
         }
         Answer::unavailable(&StoreError::Busy)
     }
+}
 
-    /// The CRM the lead was handed to (its assignment's target), or the one that has been
-    /// reporting on it since (after a recycle cleared the assignment).
-    async fn may_update(&self, lead: &leadflow_domain::Lead, crm: &str) -> bool {
-        if lead.crm.as_ref().is_some_and(|r| r.crm == crm) {
-            return true;
-        }
-        let Ok(loaded) = self.config.get().await else {
-            return false;
-        };
-        match (loaded.config.routing.as_ref(), lead.assignment.as_ref()) {
-            (Some(routing), Some(a)) => routing
-                .crm_for(&a.assigned_to)
-                .is_some_and(|t| t.secret == crm),
-            _ => false,
-        }
+/// Whether the CRM may report on the lead: the CRM of its assignment; without one (sales
+/// handed it back), the CRM that reported on it last.
+fn may_update(routing: &RoutingConfig, lead: &leadflow_domain::Lead, crm: &str) -> bool {
+    match &lead.assignment {
+        Some(a) => routing
+            .crm_for(&a.assigned_to)
+            .is_some_and(|t| t.secret == crm),
+        None => lead.crm.as_ref().is_some_and(|r| r.crm == crm),
     }
 }

@@ -31,17 +31,28 @@ pub struct DeliverySettings {
 impl DeliverySettings {
     /// `CRM_RETRY_BASE_SECONDS`, `CRM_RETRY_WINDOW_SECONDS`, `PUBLIC_API_URL`.
     pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Self {
-        let secs = |name: &str, default: Duration| {
+        // Bounded like the template's parameters (a window past the queue's 14-day retention
+        // means nothing), so no value can overflow the time arithmetic.
+        let secs = |name: &str, default: Duration, max: Duration| {
             env(name)
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .filter(|v| *v > 0)
-                .map(Duration::seconds)
+                .and_then(Duration::try_seconds)
+                .map(|d| d.min(max))
                 .unwrap_or(default)
         };
         Self {
             retry: RetryPolicy {
-                base: secs("CRM_RETRY_BASE_SECONDS", RetryPolicy::DEFAULT.base),
-                window: secs("CRM_RETRY_WINDOW_SECONDS", RetryPolicy::DEFAULT.window),
+                base: secs(
+                    "CRM_RETRY_BASE_SECONDS",
+                    RetryPolicy::DEFAULT.base,
+                    crm::MAX_RETRY_DELAY,
+                ),
+                window: secs(
+                    "CRM_RETRY_WINDOW_SECONDS",
+                    RetryPolicy::DEFAULT.window,
+                    Duration::days(14),
+                ),
             },
             api_url: env("PUBLIC_API_URL").filter(|u| !u.is_empty()),
         }
@@ -310,7 +321,9 @@ where
             self.note(event, now, "crm_delivered", detail, None).await;
             return Ok(true);
         }
-        let elapsed = now - attempt.first_at;
+        let elapsed = now
+            .signed_duration_since(attempt.first_at)
+            .max(Duration::zero());
         match self
             .settings
             .retry
@@ -351,5 +364,64 @@ where
                 Ok(false)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_bounded_and_default_when_unusable() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let s = DeliverySettings::from_lookup(env(&[
+            ("CRM_RETRY_BASE_SECONDS", "2"),
+            ("CRM_RETRY_WINDOW_SECONDS", "600"),
+        ]));
+        assert_eq!(s.retry.base, Duration::seconds(2));
+        assert_eq!(s.retry.window, Duration::seconds(600));
+        let s = DeliverySettings::from_lookup(env(&[
+            ("CRM_RETRY_BASE_SECONDS", "-1"),
+            ("CRM_RETRY_WINDOW_SECONDS", "9223372036854775807"),
+        ]));
+        assert_eq!(s.retry.base, RetryPolicy::DEFAULT.base);
+        assert_eq!(s.retry.window, RetryPolicy::DEFAULT.window);
+        let s = DeliverySettings::from_lookup(env(&[("CRM_RETRY_WINDOW_SECONDS", "99999999")]));
+        assert_eq!(s.retry.window, Duration::days(14));
+        assert_eq!(s.api_url, None);
+    }
+
+    #[test]
+    fn an_attempt_reads_its_number_and_first_receipt_from_sqs() {
+        let now = Utc::now();
+        let mut m = SqsMessage::default();
+        assert_eq!(
+            attempt_info(&m, now),
+            AttemptInfo {
+                number: 1,
+                first_at: now
+            }
+        );
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), "4".into());
+        m.attributes.insert(
+            "ApproximateFirstReceiveTimestamp".into(),
+            "1795342500100".into(),
+        );
+        let a = attempt_info(&m, now);
+        assert_eq!(a.number, 4);
+        assert_eq!(a.first_at.timestamp_millis(), 1_795_342_500_100);
+        m.attributes.insert(
+            "ApproximateFirstReceiveTimestamp".into(),
+            "not a time".into(),
+        );
+        assert_eq!(attempt_info(&m, now).first_at, now);
     }
 }

@@ -1,7 +1,8 @@
 //! Secret references (`env:NAME`, Secrets Manager ARNs) resolved to their values, cached for
 //! the life of the process: a warm invocation never asks again. A rotated secret is picked up
 //! by new execution environments, and by warm ones when a signature stops matching (`refresh`,
-//! at most once every 5 s: forged calls cannot turn into a fetch each).
+//! at most once every 5 s: forged calls cannot turn into a fetch each). Failed reads are
+//! remembered for 30 s for the same reason.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,9 +18,24 @@ pub struct Secrets {
     env: EnvLookup,
     #[cfg(feature = "secretsmanager")]
     client: Option<aws_sdk_secretsmanager::Client>,
-    cache: Arc<Mutex<HashMap<String, String>>>,
+    cache: Arc<Mutex<HashMap<String, Cached>>>,
     refreshed: Arc<Mutex<Option<Instant>>>,
 }
+
+/// A value, or a failure remembered for a short while (an unset or unreadable secret must not
+/// cost a Secrets Manager call on every request).
+#[derive(Clone)]
+enum Cached {
+    Value(String),
+    Failed {
+        missing: bool,
+        reason: String,
+        at: Instant,
+    },
+}
+
+/// How long a failed read is answered from the cache.
+const FAILURE_TTL: Duration = Duration::from_secs(30);
 
 /// How often a refresh may empty the cache.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
@@ -104,19 +120,47 @@ impl SecretSource for Secrets {
     }
 
     async fn secret(&self, reference: &str) -> Result<String, SecretError> {
-        if let Some(v) = self
+        let cached = self
             .cache
             .lock()
             .ok()
-            .and_then(|c| c.get(reference).cloned())
-        {
-            return Ok(v);
+            .and_then(|c| c.get(reference).cloned());
+        match cached {
+            Some(Cached::Value(v)) => return Ok(v),
+            Some(Cached::Failed {
+                missing,
+                reason,
+                at,
+            }) if at.elapsed() < FAILURE_TTL => {
+                return Err(if missing {
+                    SecretError::Missing(reference.to_owned())
+                } else {
+                    SecretError::Unavailable {
+                        reference: reference.to_owned(),
+                        reason,
+                    }
+                })
+            }
+            _ => {}
         }
-        let value = self.fetch(reference).await?;
+        let result = self.fetch(reference).await;
+        let entry = match &result {
+            Ok(v) => Cached::Value(v.clone()),
+            Err(SecretError::Missing(_)) => Cached::Failed {
+                missing: true,
+                reason: String::new(),
+                at: Instant::now(),
+            },
+            Err(SecretError::Unavailable { reason, .. }) => Cached::Failed {
+                missing: false,
+                reason: reason.clone(),
+                at: Instant::now(),
+            },
+        };
         if let Ok(mut c) = self.cache.lock() {
-            c.insert(reference.to_owned(), value.clone());
+            c.insert(reference.to_owned(), entry);
         }
-        Ok(value)
+        result
     }
 }
 
@@ -140,6 +184,9 @@ mod tests {
             Err(SecretError::Missing(r)) if r == "env:OTHER"
         ));
         assert!(secrets.secret("plain").await.is_err());
+        // A failed read is remembered too.
+        assert!(secrets.secret("env:OTHER").await.is_err());
+        assert_eq!(*calls.lock().unwrap(), 2, "one read of OTHER");
         // A refresh reads again, but a second one right after it does not.
         secrets.refresh();
         secrets.secret("env:CRM_SECRET").await.unwrap();

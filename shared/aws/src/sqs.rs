@@ -143,8 +143,9 @@ pub struct RedriveReport {
     /// Why the moved messages had been given up, with how many each (see [`dead_letter_reason`]).
     pub reasons: BTreeMap<String, usize>,
     /// Messages left on the DLQ because this run had already moved a message with the same body:
-    /// a delivery that failed again and came back while the replay ran (or a duplicate). The
-    /// replay stops there instead of moving it round in a loop; a later replay moves it.
+    /// a delivery that failed again and came back while the replay ran (or a duplicate). They
+    /// are not moved round in a loop; the run goes on with the others, and a later replay moves
+    /// them.
     pub returned: usize,
 }
 
@@ -243,8 +244,8 @@ fn batch_failures(failed: &[aws_sdk_sqs::types::BatchResultErrorEntry]) -> Resul
 /// message is deleted from the DLQ only after its send succeeded, so nothing is lost; a message
 /// can be delivered twice (sent, then the delete failed), which the consumer tolerates.
 /// Received messages stay hidden for 60 s while this runs. A message whose body this run has
-/// already moved is left on the DLQ and ends the run (counted in
-/// [`RedriveReport::returned`]): it failed again while the replay ran.
+/// already moved is left on the DLQ (counted in [`RedriveReport::returned`]): it failed again
+/// while the replay ran, or is a duplicate. The run ends when a receive brings nothing new.
 ///
 /// The first failing SQS call ends the run with an error that says how many were moved before;
 /// messages received but not sent reappear on the DLQ after the visibility timeout.
@@ -262,6 +263,9 @@ pub async fn redrive(
             report.moved, e.0
         ))
     };
+    // Messages left on the DLQ (came back, or duplicates), hidden until the run ends so the
+    // next receives return others.
+    let mut held: Vec<String> = Vec::new();
     loop {
         let remaining = max.map_or(MAX_BATCH, |m| m - report.moved).min(MAX_BATCH);
         if remaining == 0 {
@@ -281,12 +285,18 @@ pub async fn redrive(
         let (fresh, duplicates): (Vec<_>, Vec<_>) = fresh
             .into_iter()
             .partition(|m| batch_bodies.insert(m.body().unwrap_or_default()));
-        let left: Vec<_> = returned
-            .iter()
-            .chain(&duplicates)
-            .filter_map(|m| m.receipt_handle())
-            .collect();
-        report.returned += left.len();
+        held.extend(
+            returned
+                .iter()
+                .chain(&duplicates)
+                .filter_map(|m| m.receipt_handle())
+                .map(str::to_owned),
+        );
+        report.returned += returned.len() + duplicates.len();
+        if fresh.is_empty() {
+            // Only messages this run has moved already: the rest of the DLQ has been seen.
+            break;
+        }
         if !fresh.is_empty() {
             let entries = fresh
                 .iter()
@@ -356,11 +366,11 @@ pub async fn redrive(
             batch_failures(out.failed())
                 .map_err(|e| failed(&report, "sending to the queue failed in part", e))?;
         }
-        if !left.is_empty() {
-            // Best effort: they reappear after the visibility timeout anyway.
-            let _ = release(client, dlq_url, &left).await;
-            break;
-        }
+    }
+    // Best effort: held messages reappear after the visibility timeout anyway.
+    for chunk in held.chunks(MAX_BATCH) {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let _ = release(client, dlq_url, &chunk).await;
     }
     Ok(report)
 }

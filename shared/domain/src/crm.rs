@@ -234,7 +234,9 @@ pub struct RetryPolicy {
 }
 
 /// The longest an SQS message can stay invisible in one go.
-pub const MAX_RETRY_DELAY: Duration = Duration::hours(12);
+/// The 12 hours count from the message's receipt, so a delay set a little later must leave
+/// room for the attempt itself.
+pub const MAX_RETRY_DELAY: Duration = Duration::minutes(12 * 60 - 5);
 
 impl RetryPolicy {
     pub const DEFAULT: RetryPolicy = RetryPolicy {
@@ -246,7 +248,7 @@ impl RetryPolicy {
     /// `elapsed` after the first attempt. `jitter` in [0, 1) spreads retries of many leads
     /// ("equal jitter": between half and all of the exponential delay). `None`: give up.
     pub fn next_delay(&self, attempt: u32, elapsed: Duration, jitter: f64) -> Option<Duration> {
-        let remaining = self.window - elapsed;
+        let remaining = self.window.checked_sub(&elapsed)?;
         if remaining < Duration::seconds(1) {
             return None;
         }
@@ -329,7 +331,14 @@ pub struct CrmRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub at: DateTime<Utc>,
+    /// The webhook-ids of this CRM's latest callbacks that changed the lead: a callback
+    /// re-run after its answer was lost is recognised and changes nothing a second time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_webhook_ids: Vec<String>,
 }
+
+/// How many applied webhook-ids a lead remembers.
+const RECENT_WEBHOOK_IDS: usize = 20;
 
 /// A validated `POST /crm/events` body.
 #[derive(Debug, Clone, PartialEq)]
@@ -428,6 +437,15 @@ impl CrmUpdate {
             );
         }
         let by = text(obj, "by", &mut errors);
+        if by
+            .as_ref()
+            .is_some_and(|b| b.chars().count() > 128 || b.chars().any(char::is_control))
+        {
+            errors.insert(
+                "by".into(),
+                "must be at most 128 characters, without control characters".into(),
+            );
+        }
         let reason = text(obj, "reason", &mut errors);
         let amount = match obj.get("amount") {
             None | Some(Value::Null) => None,
@@ -523,6 +541,10 @@ pub enum CrmUpdateError {
     /// 409: the lead is linked to another CRM record.
     #[error("the lead is linked to CRM record {0:?}")]
     OtherRecord(String),
+    /// The callback with this webhook-id was applied before (its answer was lost): 200, and
+    /// nothing changes again.
+    #[error("this webhook-id was applied before")]
+    AlreadyApplied,
 }
 
 /// What an applied update changed.
@@ -536,19 +558,25 @@ pub struct CrmChange {
 }
 
 /// Applies a CRM's update to the lead. `crm` is the secret reference of the CRM that signed it
-/// (its identity). A status that repeats the lead's stage changes nothing but the record.
+/// (its identity), `webhook_id` the callback's id. A status that repeats the lead's stage
+/// changes nothing but the record. The record (external id, amount) is the calling CRM's: a lead
+/// handed to another CRM starts a new one.
 pub fn apply_update(
     lead: &mut Lead,
     update: &CrmUpdate,
     crm: &str,
+    webhook_id: &str,
     now: DateTime<Utc>,
 ) -> Result<CrmChange, CrmUpdateError> {
-    if let (Some(record_id), Some(ext)) = (
-        lead.crm.as_ref().and_then(|r| r.external_id.as_ref()),
-        update.external_id.as_ref(),
-    ) {
-        if record_id != ext {
-            return Err(CrmUpdateError::OtherRecord(record_id.clone()));
+    let previous = lead.crm.clone().filter(|r| r.crm == crm);
+    if let Some(p) = &previous {
+        if p.recent_webhook_ids.iter().any(|id| id == webhook_id) {
+            return Err(CrmUpdateError::AlreadyApplied);
+        }
+        if let (Some(record_id), Some(ext)) = (&p.external_id, &update.external_id) {
+            if record_id != ext {
+                return Err(CrmUpdateError::OtherRecord(record_id.clone()));
+            }
         }
     }
     let from = lead.stage;
@@ -579,7 +607,6 @@ pub fn apply_update(
         }
         lead.bant = Some(merged);
     }
-    let previous = lead.crm.clone();
     let external_id = update
         .external_id
         .clone()
@@ -592,6 +619,10 @@ pub fn apply_update(
         detail["amount"] = json!(m.amount);
         detail["currency"] = json!(m.currency);
     }
+    let mut recent_webhook_ids = previous.map(|p| p.recent_webhook_ids).unwrap_or_default();
+    recent_webhook_ids.push(webhook_id.to_owned());
+    let excess = recent_webhook_ids.len().saturating_sub(RECENT_WEBHOOK_IDS);
+    recent_webhook_ids.drain(..excess);
     lead.crm = Some(CrmRecord {
         crm: crm.to_owned(),
         external_id,
@@ -599,10 +630,11 @@ pub fn apply_update(
         opportunity,
         reason: update.reason.clone(),
         at: now,
+        recent_webhook_ids,
     });
     match update.status {
-        CrmStatus::Accepted => {
-            // Stops the SLA clock: the lead was taken.
+        CrmStatus::Accepted | CrmStatus::Qualified | CrmStatus::Opportunity | CrmStatus::Won => {
+            // Sales took the lead (whichever step the CRM reports first): the SLA clock stops.
             if let Some(a) = lead.assignment.as_mut() {
                 a.accepted_at.get_or_insert(now);
             }
@@ -745,7 +777,7 @@ mod tests {
             json!({"status": "accepted", "lead_id": ID, "external_id": "006A1", "by": "anna"}),
         )
         .unwrap();
-        let change = apply_update(&mut lead, &accepted, "env:CRM", now).unwrap();
+        let change = apply_update(&mut lead, &accepted, "env:CRM", "msg_accepted", now).unwrap();
         assert_eq!(
             (change.from, change.to, change.stage_changed),
             (Stage::Mql, Stage::Sal, true)
@@ -759,19 +791,25 @@ mod tests {
         );
         // Said again: nothing moves, the first acceptance time stays.
         let later = now + Duration::minutes(5);
-        let again = apply_update(&mut lead, &accepted, "env:CRM", later).unwrap();
+        assert_eq!(
+            apply_update(&mut lead, &accepted, "env:CRM", "msg_accepted", later),
+            Err(CrmUpdateError::AlreadyApplied),
+            "the same callback, re-run, changes nothing"
+        );
+        let again =
+            apply_update(&mut lead, &accepted, "env:CRM", "msg_accepted_again", later).unwrap();
         assert!(!again.stage_changed);
         assert_eq!(lead.assignment.as_ref().unwrap().accepted_at, Some(now));
         // Another CRM record for the same lead is refused.
         let other =
             parse(json!({"status": "qualified", "lead_id": ID, "external_id": "999"})).unwrap();
         assert!(matches!(
-            apply_update(&mut lead, &other, "env:CRM", now),
+            apply_update(&mut lead, &other, "env:CRM", "msg_other", now),
             Err(CrmUpdateError::OtherRecord(_))
         ));
         // Skipping ahead is refused with what is allowed.
         let won = parse(json!({"status": "won", "lead_id": ID})).unwrap();
-        match apply_update(&mut lead, &won, "env:CRM", now) {
+        match apply_update(&mut lead, &won, "env:CRM", "msg_won", now) {
             Err(CrmUpdateError::Transition(t)) => {
                 assert_eq!(
                     t.allowed,
@@ -789,6 +827,33 @@ mod tests {
     }
 
     #[test]
+    fn another_crm_starts_its_own_record() {
+        let now: DateTime<Utc> = "2026-11-22T13:00:00Z".parse().unwrap();
+        let mut lead = routed_lead();
+        let a = parse(json!({"status": "accepted", "lead_id": ID, "external_id": "A-1"})).unwrap();
+        apply_update(&mut lead, &a, "env:CRM_A", "msg_1", now).unwrap();
+        // Handed to CRM B (say, after a recycle and a new routing): B links its own id.
+        let b = parse(json!({"status": "qualified", "lead_id": ID, "external_id": "B-7",
+            "bant": {"budget": {"amount": 1, "currency": "EUR"}, "authority": "user", "need": "x", "timeframe": "now"}}))
+        .unwrap();
+        apply_update(&mut lead, &b, "env:CRM_B", "msg_1", now).unwrap();
+        let record = lead.crm.as_ref().unwrap();
+        assert_eq!(
+            (record.crm.as_str(), record.external_id.as_deref()),
+            ("env:CRM_B", Some("B-7"))
+        );
+        assert_eq!(record.recent_webhook_ids, ["msg_1"], "B's ids only");
+    }
+
+    #[test]
+    fn a_crm_user_name_is_bounded() {
+        let e =
+            parse(json!({"status": "accepted", "lead_id": ID, "by": "x".repeat(129)})).unwrap_err();
+        assert!(e.contains_key("by"), "{e:?}");
+        assert!(parse(json!({"status": "accepted", "lead_id": ID, "by": "x".repeat(128)})).is_ok());
+    }
+
+    #[test]
     fn qualified_needs_complete_bant_and_recycled_returns_the_lead_to_marketing() {
         let now: DateTime<Utc> = "2026-11-22T13:00:00Z".parse().unwrap();
         let mut lead = routed_lead();
@@ -796,17 +861,17 @@ mod tests {
             parse(json!({"status": "qualified", "lead_id": ID, "bant": {"need": "a CRM"}}))
                 .unwrap();
         assert!(
-            matches!(apply_update(&mut lead, &partial, "env:CRM", now), Err(CrmUpdateError::Fields(f)) if f.contains_key("bant"))
+            matches!(apply_update(&mut lead, &partial, "env:CRM", "msg_partial", now), Err(CrmUpdateError::Fields(f)) if f.contains_key("bant"))
         );
         assert!(lead.bant.is_none());
         let full = parse(json!({"status": "qualified", "lead_id": ID, "by": "anna", "bant": {"budget": {"amount": 1000, "currency": "EUR"}, "authority": "influencer", "need": "a CRM", "timeframe": "later"}})).unwrap();
-        apply_update(&mut lead, &full, "env:CRM", now).unwrap();
+        apply_update(&mut lead, &full, "env:CRM", "msg_full", now).unwrap();
         assert_eq!(lead.stage, Stage::Sql);
         assert_eq!(lead.bant.as_ref().unwrap().by, "anna");
         let recycled =
             parse(json!({"status": "recycled", "lead_id": ID, "reason": "budget next year"}))
                 .unwrap();
-        let change = apply_update(&mut lead, &recycled, "env:CRM", now).unwrap();
+        let change = apply_update(&mut lead, &recycled, "env:CRM", "msg_recycled", now).unwrap();
         assert_eq!(lead.stage, Stage::Recycled);
         assert!(
             lead.assignment.is_none(),

@@ -13,6 +13,9 @@ pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 pub const SIGNATURE_HEADER: &str = "webhook-signature";
 
+/// The longest `webhook-id` taken (the spec's ids are short; it becomes part of a key).
+pub const MAX_ID_BYTES: usize = 256;
+
 /// How far a signed timestamp may be from now, either way.
 pub const TOLERANCE_SECONDS: i64 = 5 * 60;
 
@@ -90,6 +93,8 @@ pub enum VerifyError {
     Missing(&'static str),
     #[error("the webhook-timestamp header is not a Unix time in seconds")]
     BadTimestamp,
+    #[error("the webhook-id header is longer than 256 bytes")]
+    LongId,
     #[error("the webhook-timestamp is more than 5 minutes from now")]
     Stale,
     #[error("no signature in webhook-signature matches this endpoint's secret")]
@@ -105,6 +110,9 @@ pub fn signed_headers<'a>(
     let id = header(ID_HEADER)
         .filter(|v| !v.is_empty())
         .ok_or(VerifyError::Missing(ID_HEADER))?;
+    if id.len() > MAX_ID_BYTES {
+        return Err(VerifyError::LongId);
+    }
     let timestamp = header(TIMESTAMP_HEADER).ok_or(VerifyError::Missing(TIMESTAMP_HEADER))?;
     let signatures = header(SIGNATURE_HEADER)
         .filter(|v| !v.is_empty())
@@ -113,7 +121,7 @@ pub fn signed_headers<'a>(
         .trim()
         .parse()
         .map_err(|_| VerifyError::BadTimestamp)?;
-    if (now.timestamp() - timestamp).abs() > TOLERANCE_SECONDS {
+    if now.timestamp().abs_diff(timestamp) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(VerifyError::Stale);
     }
     Ok(SignedHeaders {
@@ -199,6 +207,29 @@ mod tests {
             }
         };
         assert_eq!(signed_headers(garbled, now), Err(VerifyError::BadTimestamp));
+        for extreme in ["-9223372036854775808", "9223372036854775807"] {
+            let far = |name: &'static str| {
+                if name == TIMESTAMP_HEADER {
+                    Some(extreme)
+                } else {
+                    all(name)
+                }
+            };
+            assert_eq!(
+                signed_headers(far, now),
+                Err(VerifyError::Stale),
+                "{extreme}"
+            );
+        }
+        let long = "m".repeat(MAX_ID_BYTES + 1);
+        let long_id = |name: &'static str| {
+            if name == ID_HEADER {
+                Some(long.as_str())
+            } else {
+                all(name)
+            }
+        };
+        assert_eq!(signed_headers(long_id, now), Err(VerifyError::LongId));
     }
 
     proptest! {
