@@ -191,6 +191,56 @@ impl DynamoStore {
             .map_err(unavailable)?;
         Ok(out.item().cloned())
     }
+
+    /// The lead an ownership item names (an anonymous history's owner, a CRM's id link).
+    pub(crate) async fn owner_at(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<LeadId>, StoreError> {
+        let Some(item) = self.get_item(pk, sk).await? else {
+            return Ok(None);
+        };
+        get_s(&item, "lead_id")
+            .ok_or_else(|| corrupt("ownership item without lead_id"))?
+            .parse()
+            .map(Some)
+            .map_err(corrupt)
+    }
+
+    /// Makes `lead` the owner of the item at `pk`/`sk` unless it has one (the first writer
+    /// wins, by a conditional put); returns the owner.
+    pub(crate) async fn claim_owner(
+        &self,
+        pk: String,
+        sk: &str,
+        entity: &str,
+        lead: LeadId,
+    ) -> Result<LeadId, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk.clone()))
+            .item("sk", s(sk))
+            .item("entity", s(entity))
+            .item("lead_id", s(lead.to_string()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(lead),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.owner_at(pk, sk)
+                    .await?
+                    .ok_or_else(|| corrupt(format!("the {entity} item vanished")))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
 }
 
 impl LeadStore for DynamoStore {
@@ -394,29 +444,13 @@ impl leadflow_domain::ports::CrmLinks for DynamoStore {
         external_id: &str,
         lead: LeadId,
     ) -> Result<LeadId, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(keys::crm_ref_pk(crm, external_id)))
-            .item("sk", s(keys::CRM_REF_SK))
-            .item("entity", s("crm_ref"))
-            .item("lead_id", s(lead.to_string()))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(lead),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.lead_by_external_id(crm, external_id)
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt("a CRM link vanished".into()))
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        self.claim_owner(
+            keys::crm_ref_pk(crm, external_id),
+            keys::CRM_REF_SK,
+            "crm_ref",
+            lead,
+        )
+        .await
     }
 
     async fn lead_by_external_id(
@@ -424,17 +458,8 @@ impl leadflow_domain::ports::CrmLinks for DynamoStore {
         crm: &str,
         external_id: &str,
     ) -> Result<Option<LeadId>, StoreError> {
-        let Some(item) = self
-            .get_item(keys::crm_ref_pk(crm, external_id), keys::CRM_REF_SK)
-            .await?
-        else {
-            return Ok(None);
-        };
-        get_s(&item, "lead_id")
-            .ok_or_else(|| corrupt("CRM link without lead_id"))?
-            .parse()
-            .map(Some)
-            .map_err(corrupt)
+        self.owner_at(keys::crm_ref_pk(crm, external_id), keys::CRM_REF_SK)
+            .await
     }
 }
 

@@ -242,39 +242,18 @@ impl ScoreStore for DynamoStore {
     }
 
     async fn claim_anonymous(&self, key: &str, lead: LeadId) -> Result<LeadId, StoreError> {
-        let result = self
-            .client()
-            .put_item()
-            .table_name(self.table())
-            .item("pk", s(keys::anonymous_pk(key)))
-            .item("sk", s(keys::ANONYMOUS_OWNER_SK))
-            .item("entity", s("anonymous_owner"))
-            .item("lead_id", s(lead.to_string()))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(lead),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.anonymous_owner(key)
-                    .await?
-                    .ok_or_else(|| corrupt("owner vanished"))
-            }
-            Err(e) => Err(StoreError::Unavailable(crate::describe(&e))),
-        }
+        self.claim_owner(
+            keys::anonymous_pk(key),
+            keys::ANONYMOUS_OWNER_SK,
+            "anonymous_owner",
+            lead,
+        )
+        .await
     }
 
     async fn anonymous_owner(&self, key: &str) -> Result<Option<LeadId>, StoreError> {
-        match self
-            .get_item(keys::anonymous_pk(key), keys::ANONYMOUS_OWNER_SK)
-            .await?
-        {
-            Some(item) => get_s(&item, "lead_id")?.parse().map(Some).map_err(corrupt),
-            None => Ok(None),
-        }
+        self.owner_at(keys::anonymous_pk(key), keys::ANONYMOUS_OWNER_SK)
+            .await
     }
 
     async fn recent_activities(
