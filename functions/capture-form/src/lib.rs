@@ -21,7 +21,7 @@ use leadflow_domain::{Actor, TimelineEntry};
 use leadflow_domain::{EventEnvelope, Lead, LeadId, LeadSubmission, SubmissionRules, TrackedEvent};
 use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
 use leadflow_lambda::config::{self, ConfigError};
-use leadflow_lambda::http::{header_str, Answer};
+use leadflow_lambda::http::{header_str, json_body, Answer};
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::retry::lost_race;
 use serde_json::json;
@@ -271,10 +271,7 @@ where
     async fn patch_qualification(&self, id: &str, req: &Request, now: DateTime<Utc>) -> Answer {
         let body: &[u8] = req.body().as_ref();
         if body.len() > MAX_BODY_BYTES {
-            return Answer::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            );
+            return Answer::too_large(MAX_BODY_BYTES);
         }
         if !matches!(
             body_kind(header_str(req.headers(), "content-type")),
@@ -282,14 +279,9 @@ where
         ) {
             return Answer::error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json");
         }
-        let patch: serde_json::Value = match serde_json::from_slice(body) {
+        let patch = match json_body(body) {
             Ok(v) => v,
-            Err(e) => {
-                return Answer::error(
-                    StatusCode::BAD_REQUEST,
-                    format!("malformed body: invalid JSON: {e}"),
-                )
-            }
+            Err(answer) => return answer,
         };
         let Ok(lead_id) = id.parse::<LeadId>() else {
             return Answer::error(StatusCode::NOT_FOUND, "no such lead");
@@ -447,23 +439,15 @@ where
     async fn post_events(&self, req: &Request, now: DateTime<Utc>) -> Answer {
         let body: &[u8] = req.body().as_ref();
         if body.len() > MAX_EVENTS_BODY_BYTES {
-            return Answer::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {MAX_EVENTS_BODY_BYTES} bytes"),
-            );
+            return Answer::too_large(MAX_EVENTS_BODY_BYTES);
         }
         match body_kind(header_str(req.headers(), "content-type")) {
             Ok(BodyKind::Json) => {}
             _ => return Answer::error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json"),
         }
-        let value: serde_json::Value = match serde_json::from_slice(body) {
+        let value = match json_body(body) {
             Ok(v) => v,
-            Err(e) => {
-                return Answer::error(
-                    StatusCode::BAD_REQUEST,
-                    format!("malformed body: invalid JSON: {e}"),
-                )
-            }
+            Err(answer) => return answer,
         };
         let items = match value.get("events").and_then(|e| e.as_array()) {
             Some(items) if !items.is_empty() && items.len() <= MAX_EVENTS_PER_BATCH => items,
@@ -515,10 +499,7 @@ where
     async fn post_lead(&self, req: &Request, now: DateTime<Utc>) -> Answer {
         let body: &[u8] = req.body().as_ref();
         if body.len() > MAX_BODY_BYTES {
-            return Answer::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            );
+            return Answer::too_large(MAX_BODY_BYTES);
         }
         let content_type = header_str(req.headers(), "content-type");
         let raw = match body_kind(content_type).and_then(|kind| decode(kind, body)) {

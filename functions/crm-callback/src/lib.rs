@@ -16,7 +16,7 @@ use leadflow_domain::routing::RoutingConfig;
 use leadflow_domain::webhook::{signed_headers, SignedHeaders, WebhookSecret};
 use leadflow_domain::{Actor, EventEnvelope, LeadEvent};
 use leadflow_lambda::active_config::ActiveConfig;
-use leadflow_lambda::http::{header_str, Answer};
+use leadflow_lambda::http::{header_str, json_body, Answer};
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::retry::lost_race;
 use serde_json::json;
@@ -72,10 +72,7 @@ where
         }
         let body: &[u8] = req.body().as_ref();
         if body.len() > MAX_BODY_BYTES {
-            return Answer::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            );
+            return Answer::too_large(MAX_BODY_BYTES);
         }
         let signed = match signed_headers(|name| header_str(req.headers(), name), now) {
             Ok(s) => s,
@@ -199,14 +196,9 @@ where
         webhook_id: &str,
         now: DateTime<Utc>,
     ) -> Answer {
-        let value: serde_json::Value = match serde_json::from_slice(body) {
+        let value = match json_body(body) {
             Ok(v) => v,
-            Err(e) => {
-                return Answer::error(
-                    StatusCode::BAD_REQUEST,
-                    format!("malformed body: invalid JSON: {e}"),
-                )
-            }
+            Err(answer) => return answer,
         };
         let update = match CrmUpdate::parse(&value) {
             Ok(u) => u,

@@ -27,6 +27,14 @@ impl Answer {
         Self::json(status, json!({ "error": message.into() }))
     }
 
+    /// 413: the body is over `limit` bytes.
+    pub fn too_large(limit: usize) -> Self {
+        Self::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {limit} bytes"),
+        )
+    }
+
     /// 422 naming every invalid field.
     pub fn fields(errors: FieldErrors) -> Self {
         Self::json(
@@ -91,4 +99,14 @@ impl Answer {
 
 pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The body parsed as JSON, or the 400 that says why it is not.
+pub fn json_body(body: &[u8]) -> Result<serde_json::Value, Answer> {
+    serde_json::from_slice(body).map_err(|e| {
+        Answer::error(
+            StatusCode::BAD_REQUEST,
+            format!("malformed body: invalid JSON: {e}"),
+        )
+    })
 }
