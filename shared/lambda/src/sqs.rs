@@ -69,23 +69,6 @@ where
     response
 }
 
-/// The answer of a function whose issue has not landed yet: every record stays on its queue
-/// (and in time its DLQ) so that nothing is lost before the function exists.
-pub fn not_implemented(function: &str, event: SqsEvent) -> SqsBatchResponse {
-    tracing::warn!(
-        function,
-        records = event.records.len(),
-        "not implemented yet: records left on the queue"
-    );
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = event
-        .records
-        .into_iter()
-        .map(|r| failure(r.message_id.unwrap_or_default()))
-        .collect();
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,11 +102,5 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(ids, ["b"]);
-    }
-
-    #[test]
-    fn not_implemented_keeps_every_record() {
-        let response = not_implemented("qualify", event(&["a", "b"]));
-        assert_eq!(response.batch_item_failures.len(), 2);
     }
 }
