@@ -491,7 +491,7 @@ async fn callbacks_move_the_lead_through_every_status() {
     assert_eq!(gone.stage, Stage::Recycled);
     assert_eq!(
         gone.crm.unwrap().status,
-        leadflow_domain::crm::CrmStatus::Lost
+        leadflow_domain::crm_record::CrmStatus::Lost
     );
 
     // Unknown ids.

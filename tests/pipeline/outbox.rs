@@ -160,7 +160,11 @@ async fn lead_captured_on_the_bus_reaches_the_qualify_queue_by_the_template_rule
         &Default::default(),
         chrono::Utc::now(),
     );
-    let event = EventEnvelope::new(lead_id, chrono::Utc::now(), captured.event);
+    let event = EventEnvelope::new(
+        lead_id,
+        chrono::Utc::now(),
+        captured.change.events[0].clone(),
+    );
     publisher
         .publish(std::slice::from_ref(&event))
         .await

@@ -72,3 +72,57 @@ fn every_function_is_a_workspace_binary() {
         );
     }
 }
+
+/// The HTTP API is split by purpose: what landing pages call is public and served by
+/// capture-form alone; the sales and read routes are lead-api's and need SigV4 (IAM).
+#[test]
+fn the_http_api_is_split_by_purpose() {
+    let t = template();
+    let routes = |function: &str| -> Vec<(String, String, bool)> {
+        let f = &t["Resources"][function];
+        let mut routes: Vec<_> = f["Properties"]["Events"]
+            .as_mapping()
+            .expect("events")
+            .values()
+            .filter(|e| e["Type"] == "HttpApi")
+            .map(|e| {
+                let p = &e["Properties"];
+                (
+                    p["Method"].as_str().unwrap_or_default().to_owned(),
+                    p["Path"].as_str().unwrap_or_default().to_owned(),
+                    p["Auth"]["Authorizer"] == "AWS_IAM",
+                )
+            })
+            .collect();
+        routes.sort();
+        routes
+    };
+    let public = |m: &str, p: &str| (m.to_owned(), p.to_owned(), false);
+    let signed = |m: &str, p: &str| (m.to_owned(), p.to_owned(), true);
+    assert_eq!(
+        routes("CaptureFormFunction"),
+        [
+            public("OPTIONS", "/events"),
+            public("OPTIONS", "/leads"),
+            public("POST", "/events"),
+            public("POST", "/leads"),
+        ]
+    );
+    assert_eq!(
+        routes("LeadApiFunction"),
+        [
+            signed("GET", "/leads/{id}"),
+            signed("GET", "/segments/{tag}/leads"),
+            signed("PATCH", "/leads/{id}/qualification"),
+        ]
+    );
+    // The public function cannot list what others entered: no Query on the table.
+    let actions: Vec<&str> =
+        as_list(&t["Resources"]["CaptureFormFunction"]["Properties"]["Policies"])
+            .into_iter()
+            .flat_map(|p| as_list(&p["Statement"]))
+            .flat_map(|s| as_list(&s["Action"]))
+            .filter_map(|a| a.as_str())
+            .collect();
+    assert!(!actions.contains(&"dynamodb:Query"), "{actions:?}");
+}

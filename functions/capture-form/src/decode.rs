@@ -1,6 +1,8 @@
 //! Request bodies → [`RawSubmission`]: JSON objects and urlencoded forms obey one set of rules.
 
-use leadflow_domain::submission::{FieldErrors, RawSubmission, CUSTOM_PREFIX};
+use leadflow_domain::submission::{RawSubmission, CUSTOM_PREFIX};
+use leadflow_domain::FieldErrors;
+use leadflow_lambda::http::media_type;
 use serde_json::Value;
 
 /// The largest body accepted (a form is a few hundred bytes; 16 KiB leaves room for long consent texts).
@@ -25,17 +27,12 @@ pub enum DecodeError {
 
 /// The media type of a `Content-Type` header, if it is one this endpoint reads.
 pub fn body_kind(content_type: Option<&str>) -> Result<BodyKind, DecodeError> {
-    let raw = content_type.unwrap_or_default();
-    let mut parts = raw.split(';');
-    let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-    let charset_ok = parts
-        .filter_map(|p| p.split_once('='))
-        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
-        .all(|(_, v)| v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8"));
-    match media.as_str() {
-        "application/json" if charset_ok => Ok(BodyKind::Json),
-        "application/x-www-form-urlencoded" if charset_ok => Ok(BodyKind::Form),
-        _ => Err(DecodeError::UnsupportedMediaType(raw.to_owned())),
+    match media_type(content_type).as_deref() {
+        Some("application/json") => Ok(BodyKind::Json),
+        Some("application/x-www-form-urlencoded") => Ok(BodyKind::Form),
+        _ => Err(DecodeError::UnsupportedMediaType(
+            content_type.unwrap_or_default().to_owned(),
+        )),
     }
 }
 

@@ -1,33 +1,39 @@
-//! `POST /leads`: captures a lead from a landing-page form (urlencoded, no JavaScript needed)
-//! or an API client (JSON), stores it exactly once, and announces `LeadCaptured`.
+//! What landing pages call, and nothing else: `POST /leads` captures a lead from a form
+//! (urlencoded, no JavaScript needed) or an API client (JSON), stores it exactly once and
+//! announces `LeadCaptured`; `POST /events` queues behavioural events for scoring. Both are
+//! public. The sales and read routes are the `lead-api` function's.
 
 pub mod decode;
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 
 use chrono::{DateTime, Utc};
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use leadflow_domain::bant::Bant;
+use leadflow_aws::dynamo::DynamoStore;
+use leadflow_aws::eventbridge::EventBridgePublisher;
+use leadflow_aws::sqs::SqsEventQueue;
+use leadflow_aws::Clients;
 use leadflow_domain::lead::SubmissionContext;
 use leadflow_domain::ports::{
-    ConfigStore, Counters, EventPublisher, IdempotencyBegin, IdempotencyStore, LeadStore,
-    LeadWrite, Outbox, ScoreStore, StoreError, TrackedEventQueue,
+    Counters, EventPublisher, IdempotencyBegin, IdempotencyStore, LeadStore, Outbox,
+    TrackedEventQueue,
 };
-use leadflow_domain::submission::FieldErrors;
+use leadflow_domain::submission::RawSubmission;
 use leadflow_domain::tracking::MAX_EVENTS_PER_BATCH;
-use leadflow_domain::{Actor, TimelineEntry};
-use leadflow_domain::{EventEnvelope, Lead, LeadId, LeadSubmission, SubmissionRules, TrackedEvent};
-use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
-use leadflow_lambda::config::{self, ConfigError};
-use leadflow_lambda::http::{header_str, json_body, Answer};
+use leadflow_domain::{Decision, Lead, LeadId, SubmissionRules, TrackedEvent};
+use leadflow_lambda::config::{self, ConfigError, Env};
+use leadflow_lambda::http::{header_str, json_body, require_json, Answer};
+use leadflow_lambda::lead_update::upsert_by_email;
 use leadflow_lambda::outbox::deliver;
-use leadflow_lambda::retry::lost_race;
+use leadflow_lambda::run::HttpFunction;
+use leadflow_lambda::wiring;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::decode::{body_kind, decode, BodyKind, DecodeError, MAX_BODY_BYTES};
+use crate::decode::{body_kind, decode, DecodeError, MAX_BODY_BYTES};
 
 /// A batch of 100 events with long URLs and properties fits; SQS takes 256 KiB per message.
 pub const MAX_EVENTS_BODY_BYTES: usize = 128 * 1024;
@@ -37,9 +43,6 @@ pub const HONEYPOT_COUNTER: &str = "honeypot_hits";
 /// The field a form names its thank-you page in.
 pub const REDIRECT_FIELD: &str = "_redirect";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-/// How often a capture retries after losing a race to a concurrent submission of the same e-mail
-/// (each round of a race has one winner, so this bounds the burst one e-mail can take at once).
-const MAX_ATTEMPTS: usize = 30;
 
 /// What the function is told by its environment (template.yaml).
 #[derive(Debug, Clone)]
@@ -50,8 +53,6 @@ pub struct CaptureConfig {
     pub redirect_allowlist: Vec<String>,
     pub honeypot_field: String,
     pub rules: SubmissionRules,
-    /// How long the active configuration is used before looking again.
-    pub config_cache: std::time::Duration,
 }
 
 impl CaptureConfig {
@@ -81,18 +82,19 @@ impl CaptureConfig {
                 .collect(),
             honeypot_field,
             rules,
-            config_cache: ttl_from(config::optional("CONFIG_CACHE_SECONDS").as_deref()),
         })
     }
 
     /// `ALLOWED_ORIGINS`, `REDIRECT_ALLOWLIST`, `HONEYPOT_FIELD` (default `_gotcha`),
     /// `REQUIRED_FIELDS` (default `email`).
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Self::new(
-            &config::optional("ALLOWED_ORIGINS").unwrap_or_default(),
-            &config::optional("REDIRECT_ALLOWLIST").unwrap_or_default(),
-            &config::optional("HONEYPOT_FIELD").unwrap_or_else(|| "_gotcha".into()),
-            &config::optional("REQUIRED_FIELDS").unwrap_or_else(|| "email".into()),
+            &env.optional("ALLOWED_ORIGINS").unwrap_or_default(),
+            &env.optional("REDIRECT_ALLOWLIST").unwrap_or_default(),
+            &env.optional("HONEYPOT_FIELD")
+                .unwrap_or_else(|| "_gotcha".into()),
+            &env.optional("REQUIRED_FIELDS")
+                .unwrap_or_else(|| "email".into()),
         )
     }
 
@@ -117,49 +119,45 @@ impl CaptureConfig {
     }
 }
 
-/// The capture handler, generic over its store and publisher so tests and `cargo dev` run the
-/// same code as Lambda.
+/// The capture handler, generic over its store, publisher and queue so tests and `cargo dev`
+/// run the same code as Lambda.
 pub struct CaptureForm<S, P, Q> {
     store: S,
     publisher: P,
     queue: Q,
     config: CaptureConfig,
-    /// The scoring model's settings the segment listing needs (interest half-life).
-    active: ActiveConfig<S>,
+}
+
+impl CaptureForm<DynamoStore, EventBridgePublisher, SqsEventQueue> {
+    /// The table, the bus, the scoring queue (`SCORE_EVENT_QUEUE_URL`) and the form settings.
+    pub fn from_env(aws: &Clients, env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            wiring::store(aws, env)?,
+            wiring::publisher(aws, env)?,
+            SqsEventQueue::new(aws.sqs(), env.required("SCORE_EVENT_QUEUE_URL")?),
+            CaptureConfig::from_env(env)?,
+        ))
+    }
 }
 
 /// The paths this function serves (template.yaml routes them here).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Leads,
     Events,
-    /// `/leads/{id}/qualification`: BANT by inside sales (IAM-authorised in template.yaml).
-    Qualification(String),
-    /// `/segments/{tag}/leads`: the leads interested in a tag (IAM-authorised).
-    Segment(String),
-    /// `/leads/{id}`: one lead with its timeline, for sales tools and CRMs (IAM-authorised).
-    Lead(String),
 }
 
 impl Route {
     fn of(path: &str) -> Option<Self> {
-        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-        match parts.as_slice() {
-            ["", "leads"] => Some(Route::Leads),
-            ["", "events"] => Some(Route::Events),
-            ["", "leads", id, "qualification"] => Some(Route::Qualification((*id).to_owned())),
-            ["", "segments", tag, "leads"] => Some(Route::Segment((*tag).to_owned())),
-            ["", "leads", id] => Some(Route::Lead((*id).to_owned())),
+        match path.trim_end_matches('/') {
+            "/leads" => Some(Route::Leads),
+            "/events" => Some(Route::Events),
             _ => None,
         }
     }
 
     fn allowed_methods(&self) -> &'static str {
-        match self {
-            Route::Leads | Route::Events => "POST, OPTIONS",
-            Route::Qualification(_) => "PATCH, OPTIONS",
-            Route::Segment(_) | Route::Lead(_) => "GET, OPTIONS",
-        }
+        "POST, OPTIONS"
     }
 }
 
@@ -179,25 +177,30 @@ fn fake_acceptance() -> serde_json::Value {
     json!({ "lead_id": LeadId::new_at(Utc::now()), "status": "created" })
 }
 
+impl<S, P, Q> HttpFunction for CaptureForm<S, P, Q>
+where
+    S: LeadStore + Outbox + IdempotencyStore + Counters,
+    P: EventPublisher,
+    Q: TrackedEventQueue,
+{
+    async fn handle(&self, req: Request) -> Response<Body> {
+        self.handle_at(req, Utc::now()).await
+    }
+}
+
 impl<S, P, Q> CaptureForm<S, P, Q>
 where
-    S: LeadStore + Outbox + IdempotencyStore + Counters + ScoreStore + ConfigStore + Clone,
+    S: LeadStore + Outbox + IdempotencyStore + Counters,
     P: EventPublisher,
     Q: TrackedEventQueue,
 {
     pub fn new(store: S, publisher: P, queue: Q, config: CaptureConfig) -> Self {
-        let active = ActiveConfig::new(store.clone(), config.config_cache);
         Self {
             store,
             publisher,
             queue,
             config,
-            active,
         }
-    }
-
-    pub async fn handle(&self, req: Request) -> Response<Body> {
-        self.handle_at(req, Utc::now()).await
     }
 
     /// Handles one request as if it arrived at `now`.
@@ -206,15 +209,10 @@ where
         let cors_origin = origin.filter(|o| self.config.origin_allowed(o));
         let answer = match Route::of(req.uri().path()) {
             None => Answer::error(StatusCode::NOT_FOUND, "no such route"),
-            Some(route) => match (req.method(), &route) {
+            Some(route) => match (req.method(), route) {
                 (&Method::OPTIONS, _) => self.preflight(&req, &route, cors_origin.is_some()),
                 (&Method::POST, Route::Leads) => self.post_lead(&req, now).await,
                 (&Method::POST, Route::Events) => self.post_events(&req, now).await,
-                (&Method::PATCH, Route::Qualification(id)) => {
-                    self.patch_qualification(id, &req, now).await
-                }
-                (&Method::GET, Route::Segment(tag)) => self.segment(tag, &req, now).await,
-                (&Method::GET, Route::Lead(id)) => self.get_lead(id).await,
                 _ => {
                     let mut a = Answer::error(
                         StatusCode::METHOD_NOT_ALLOWED,
@@ -267,173 +265,6 @@ where
         a
     }
 
-    /// `PATCH /leads/{id}/qualification`: inside sales records BANT.
-    async fn patch_qualification(&self, id: &str, req: &Request, now: DateTime<Utc>) -> Answer {
-        let body: &[u8] = req.body().as_ref();
-        if body.len() > MAX_BODY_BYTES {
-            return Answer::too_large(MAX_BODY_BYTES);
-        }
-        if !matches!(
-            body_kind(header_str(req.headers(), "content-type")),
-            Ok(BodyKind::Json)
-        ) {
-            return Answer::error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json");
-        }
-        let patch = match json_body(body) {
-            Ok(v) => v,
-            Err(answer) => return answer,
-        };
-        let Ok(lead_id) = id.parse::<LeadId>() else {
-            return Answer::error(StatusCode::NOT_FOUND, "no such lead");
-        };
-        for _ in 0..MAX_ATTEMPTS {
-            let mut lead = match self.store.get(lead_id).await {
-                Ok(Some(lead)) => lead,
-                Ok(None) => return Answer::error(StatusCode::NOT_FOUND, "no such lead"),
-                Err(e) => return Answer::unavailable(&e),
-            };
-            let bant = match Bant::patch(lead.bant.as_ref(), &patch, now) {
-                Ok(b) => b,
-                Err(errors) => return Answer::fields(errors),
-            };
-            let expected = lead.version;
-            let timeline = TimelineEntry {
-                at: now,
-                actor: Actor::User(bant.by.clone()),
-                action: "bant_updated".into(),
-                detail: json!({ "complete": bant.is_complete(), "fields": patch.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()) }),
-                reason: None,
-            };
-            lead.bant = Some(bant.clone());
-            lead.updated_at = now;
-            lead.version = expected + 1;
-            let write = LeadWrite {
-                lead,
-                expected_version: Some(expected),
-                timeline: vec![timeline],
-                events: vec![],
-            };
-            match self.store.write(&write).await {
-                Ok(()) => {
-                    return Answer::json(
-                        StatusCode::OK,
-                        json!({ "lead_id": lead_id, "bant": bant, "complete": bant.is_complete(), "stage": write.lead.stage }),
-                    )
-                }
-                Err(StoreError::VersionConflict { .. } | StoreError::Busy) => lost_race().await,
-                Err(e) => return Answer::unavailable(&e),
-            }
-        }
-        Answer::unavailable(&StoreError::Busy)
-    }
-
-    /// `GET /leads/{id}`: the lead as stored, with its whole timeline (oldest first).
-    async fn get_lead(&self, id: &str) -> Answer {
-        let Ok(lead_id) = id.parse::<LeadId>() else {
-            return Answer::error(StatusCode::NOT_FOUND, "no such lead");
-        };
-        let lead = match self.store.get(lead_id).await {
-            Ok(Some(lead)) => lead,
-            Ok(None) => return Answer::error(StatusCode::NOT_FOUND, "no such lead"),
-            Err(e) => return Answer::unavailable(&e),
-        };
-        match self.store.timeline(lead_id).await {
-            Ok(timeline) => Answer::json(
-                StatusCode::OK,
-                json!({ "lead": lead, "timeline": timeline }),
-            ),
-            Err(e) => Answer::unavailable(&e),
-        }
-    }
-
-    /// `GET /segments/{tag}/leads?min_weight=&limit=&cursor=`: leads whose decayed interest in
-    /// the tag is at least `min_weight` (default 0.5; one fresh event tagged so weighs 1.0).
-    async fn segment(&self, tag: &str, req: &Request, now: DateTime<Utc>) -> Answer {
-        let tag = tag.to_lowercase();
-        let mut errors = FieldErrors::new();
-        if tag.is_empty()
-            || tag.len() > 64
-            || !tag
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            errors.insert(
-                "tag".into(),
-                "must be 1 to 64 characters of a-z, 0-9 and - _ .".into(),
-            );
-        }
-        let params = req.query_string_parameters();
-        let min_weight = match params.first("min_weight").map(str::parse::<f64>) {
-            None => 0.5,
-            Some(Ok(w)) if w.is_finite() && w >= 0.0 => w,
-            Some(_) => {
-                errors.insert("min_weight".into(), "must be a number of at least 0".into());
-                0.0
-            }
-        };
-        let limit = match params.first("limit").map(str::parse::<usize>) {
-            None => 50,
-            Some(Ok(l)) if (1..=100).contains(&l) => l,
-            Some(_) => {
-                errors.insert(
-                    "limit".into(),
-                    "must be a whole number from 1 to 100".into(),
-                );
-                0
-            }
-        };
-        let cursor = params.first("cursor").map(str::to_owned);
-        if cursor
-            .as_deref()
-            .is_some_and(|c| c.parse::<LeadId>().is_err())
-        {
-            errors.insert("cursor".into(), "is not a cursor this API returned".into());
-        }
-        if !errors.is_empty() {
-            return Answer::fields(errors);
-        }
-        let half_life_days = match self.active.get().await {
-            Ok(c) => c.config.scoring.interest_half_life().as_days(),
-            Err(e) => {
-                tracing::error!(error = %e, "no scoring model for the segment");
-                return Answer::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no scoring configuration is active",
-                );
-            }
-        };
-        let mut leads = Vec::new();
-        let mut next = cursor;
-        // Members below the threshold are skipped, so a page may take several reads; a full
-        // page stops at its last lead, which is then the cursor.
-        'pages: for _ in 0..10 {
-            let (members, after) = match self.store.segment_page(&tag, next.as_deref(), limit).await
-            {
-                Ok(page) => page,
-                Err(e) => return Answer::unavailable(&e),
-            };
-            next = after;
-            for m in members {
-                let days = (now - m.at).num_milliseconds() as f64 / 86_400_000.0;
-                let weight = m.weight * 0.5f64.powf(days.max(0.0) / half_life_days);
-                if weight >= min_weight {
-                    leads.push(json!({ "lead_id": m.lead_id, "weight": (weight * 1000.0).round() / 1000.0 }));
-                    if leads.len() == limit {
-                        next = Some(m.lead_id.to_string());
-                        break 'pages;
-                    }
-                }
-            }
-            if next.is_none() {
-                break;
-            }
-        }
-        Answer::json(
-            StatusCode::OK,
-            json!({ "tag": tag, "min_weight": min_weight, "leads": leads, "next_cursor": next }),
-        )
-    }
-
     /// `POST /events`: a batch of behavioural events, each validated on its own; the valid ones
     /// are queued for scoring. Answers 202 with the fate of every event.
     async fn post_events(&self, req: &Request, now: DateTime<Utc>) -> Answer {
@@ -441,9 +272,8 @@ where
         if body.len() > MAX_EVENTS_BODY_BYTES {
             return Answer::too_large(MAX_EVENTS_BODY_BYTES);
         }
-        match body_kind(header_str(req.headers(), "content-type")) {
-            Ok(BodyKind::Json) => {}
-            _ => return Answer::error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json"),
+        if let Err(answer) = require_json(req.headers()) {
+            return answer;
         }
         let value = match json_body(body) {
             Ok(v) => v,
@@ -567,7 +397,7 @@ where
             hex::encode(h.finalize())
         };
         match self.store.begin(&key, &fingerprint, now).await {
-            Err(err) => Answer::unavailable(&err),
+            Err(err) => Answer::store_failed(&err),
             Ok(IdempotencyBegin::Replay(stored)) => {
                 Answer::from_stored(stored, "idempotent-replayed")
             }
@@ -598,87 +428,49 @@ where
         }
     }
 
-    async fn capture(
-        &self,
-        raw: &leadflow_domain::submission::RawSubmission,
-        req: &Request,
-        now: DateTime<Utc>,
-    ) -> Answer {
+    async fn capture(&self, raw: &RawSubmission, req: &Request, now: DateTime<Utc>) -> Answer {
         let submission = match self.config.rules.validate(raw) {
             Ok(s) => s,
             Err(errors) => return Answer::fields(errors),
         };
         let ctx = client_context(req);
-        match self.store_submission(submission, &ctx, now).await {
-            Ok((status, body, events)) => {
-                deliver(&self.store, &self.publisher, &events).await;
-                Answer::json(status, body)
-            }
-            Err(err) => Answer::unavailable(&err),
-        }
-    }
-
-    /// Creates the lead, or merges into the lead that has this e-mail. Races between concurrent
-    /// submissions are settled by the store's conditions and retried here.
-    async fn store_submission(
-        &self,
-        submission: LeadSubmission,
-        ctx: &SubmissionContext,
-        now: DateTime<Utc>,
-    ) -> Result<(StatusCode, serde_json::Value, Vec<EventEnvelope>), StoreError> {
-        let mut last_err = None;
-        for _ in 0..MAX_ATTEMPTS {
-            match self.store.find_by_email(&submission.email).await? {
+        let email = submission.email.clone();
+        // A new e-mail becomes a lead; a known one is merged into its lead. Concurrent
+        // submissions of one e-mail are settled by the store's conditions.
+        let stored = upsert_by_email(&self.store, &email, now, |found: Option<Lead>| {
+            Ok::<_, Infallible>(match found {
                 None => {
-                    let captured = Lead::capture(LeadId::new_at(now), submission.clone(), ctx, now);
-                    let event = EventEnvelope::new(captured.lead.id, now, captured.event);
-                    let write = LeadWrite {
-                        lead: captured.lead,
-                        expected_version: None,
-                        timeline: vec![captured.timeline],
-                        events: vec![event],
-                    };
-                    match self.store.write(&write).await {
-                        Ok(()) => {
-                            tracing::info!(lead_id = %write.lead.id, "lead captured");
-                            let body = json!({ "lead_id": write.lead.id, "status": "created" });
-                            return Ok((StatusCode::CREATED, body, write.events));
-                        }
-                        Err(e @ (StoreError::EmailTaken | StoreError::Busy)) => {
-                            last_err = Some(e);
-                            lost_race().await;
-                        }
-                        Err(e) => return Err(e),
-                    }
+                    let c = Lead::capture(LeadId::new_at(now), submission.clone(), &ctx, now);
+                    let body = json!({ "lead_id": c.lead.id, "status": "created" });
+                    Decision::store(c.lead, c.change, (StatusCode::CREATED, body))
                 }
                 Some(mut lead) => {
-                    let expected = lead.version;
-                    let merged = lead.merge(submission.clone(), ctx, now);
-                    lead.version = expected + 1;
-                    let write = LeadWrite {
-                        lead,
-                        expected_version: Some(expected),
-                        timeline: vec![merged.timeline],
-                        events: vec![],
-                    };
-                    match self.store.write(&write).await {
-                        Ok(()) => {
-                            tracing::info!(lead_id = %write.lead.id, changed = merged.changed_fields.len(), "lead resubmitted");
-                            let body = json!({ "lead_id": write.lead.id, "status": "updated", "changed_fields": merged.changed_fields });
-                            return Ok((StatusCode::OK, body, vec![]));
+                    let merged = lead.merge(submission.clone(), &ctx, now);
+                    let body = json!({ "lead_id": lead.id, "status": "updated", "changed_fields": merged.changed_fields });
+                    Decision::store(lead, merged.change, (StatusCode::OK, body))
+                }
+            })
+        })
+        .await;
+        match stored {
+            Ok(updated) => {
+                let (status, body) = updated.outcome;
+                if let Some(lead) = &updated.stored {
+                    match status {
+                        StatusCode::CREATED => tracing::info!(lead_id = %lead.id, "lead captured"),
+                        _ => {
+                            tracing::info!(lead_id = %lead.id, changed = body["changed_fields"].as_array().map_or(0, Vec::len), "lead resubmitted")
                         }
-                        Err(e @ (StoreError::VersionConflict { .. } | StoreError::Busy)) => {
-                            last_err = Some(e);
-                            lost_race().await;
-                        }
-                        Err(e) => return Err(e),
                     }
                 }
+                deliver(&self.store, &self.publisher, &updated.events).await;
+                Answer::json(status, body)
             }
+            Err(e) => Answer::update_failed(
+                e,
+                |never| match never {},
+                || Answer::internal(&"a lead vanished while it was captured"),
+            ),
         }
-        Err(StoreError::Unavailable(format!(
-            "gave up after {MAX_ATTEMPTS} concurrent attempts: {}",
-            last_err.map(|e| e.to_string()).unwrap_or_default()
-        )))
     }
 }

@@ -7,18 +7,26 @@
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use leadflow_aws::dynamo::DynamoStore;
+use leadflow_aws::eventbridge::EventBridgePublisher;
+use leadflow_aws::secrets::Secrets;
+use leadflow_aws::Clients;
 use leadflow_domain::crm::{apply_update, CrmUpdate, CrmUpdateError};
 use leadflow_domain::ports::{
-    ConfigStore, CrmLinks, EventPublisher, IdempotencyBegin, IdempotencyStore, LeadStore,
-    LeadWrite, Outbox, SecretError, SecretSource, StoreError,
+    ConfigStore, CrmLinks, EventPublisher, IdempotencyBegin, IdempotencyStore, LeadStore, Outbox,
+    SecretError, SecretSource,
 };
 use leadflow_domain::routing::RoutingConfig;
 use leadflow_domain::webhook::{signed_headers, SignedHeaders, WebhookSecret};
-use leadflow_domain::{Actor, EventEnvelope, LeadEvent};
+use leadflow_domain::{Decision, Stage};
 use leadflow_lambda::active_config::ActiveConfig;
-use leadflow_lambda::http::{header_str, json_body, Answer};
+use leadflow_lambda::config::{ConfigError, Env};
+use leadflow_lambda::http::{header_str, json_body, require_json, Answer};
+use leadflow_lambda::lead_update::update_read;
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::retry::lost_race;
+use leadflow_lambda::run::HttpFunction;
+use leadflow_lambda::wiring::{self, Backend};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -26,7 +34,6 @@ pub const PATH: &str = "/crm/events";
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Marks a replayed `webhook-id`'s answer.
 pub const REPLAYED_HEADER: &str = "webhook-replayed";
-const MAX_ATTEMPTS: usize = 30;
 
 pub struct CrmCallback<S, P, K> {
     store: S,
@@ -42,6 +49,31 @@ fn unauthorized(message: impl Into<String>) -> Answer {
     a
 }
 
+impl CrmCallback<DynamoStore, EventBridgePublisher, Secrets> {
+    /// The table, the bus and the CRMs' secrets (`env:NAME` from this function's environment,
+    /// or Secrets Manager).
+    pub fn from_env(aws: &Clients, env: &Env) -> Result<Self, ConfigError> {
+        let b = Backend::from_env(aws, env)?;
+        Ok(Self::new(
+            b.store,
+            b.publisher,
+            wiring::secrets(aws, env),
+            b.config,
+        ))
+    }
+}
+
+impl<S, P, K> HttpFunction for CrmCallback<S, P, K>
+where
+    S: LeadStore + ConfigStore + IdempotencyStore + CrmLinks + Outbox,
+    P: EventPublisher,
+    K: SecretSource,
+{
+    async fn handle(&self, req: Request) -> Response<Body> {
+        self.handle_at(req, Utc::now()).await.into_response()
+    }
+}
+
 impl<S, P, K> CrmCallback<S, P, K>
 where
     S: LeadStore + ConfigStore + IdempotencyStore + CrmLinks + Outbox,
@@ -55,10 +87,6 @@ where
             secrets,
             config,
         }
-    }
-
-    pub async fn handle(&self, req: Request) -> Response<Body> {
-        self.handle_at(req, Utc::now()).await.into_response()
     }
 
     pub async fn handle_at(&self, req: Request, now: DateTime<Utc>) -> Answer {
@@ -82,7 +110,7 @@ where
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "no usable configuration");
-                return Answer::unavailable(&StoreError::Unavailable(e.to_string()));
+                return Answer::unavailable(&e);
             }
         };
         let Some(routing) = loaded.config.routing.as_ref() else {
@@ -104,15 +132,11 @@ where
             }
             Err(e) => {
                 tracing::error!(error = %e, "a CRM secret could not be read");
-                return Answer::unavailable(&StoreError::Unavailable(e.to_string()));
+                return Answer::unavailable(&e);
             }
         };
-        if !header_str(req.headers(), "content-type").is_some_and(|c| {
-            c.trim()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        }) {
-            return Answer::error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json");
+        if let Err(answer) = require_json(req.headers()) {
+            return answer;
         }
         let key = format!("crm-event#{crm}#{}", signed.id);
         let fingerprint = hex::encode(Sha256::digest(body));
@@ -135,7 +159,7 @@ where
                     json!({ "error": "this webhook-id was used before with another body", "field": "webhook-id" }),
                 )
             }
-            Err(e) => return Answer::unavailable(&e),
+            Err(e) => return Answer::store_failed(&e),
         }
         let answer = self.apply(routing, body, &crm, signed.id, now).await;
         // An answer is final unless the service failed: a replay gets it again. Should storing
@@ -214,7 +238,7 @@ where
                         json!({ "error": "no lead is linked to this external_id; send lead_id once to link it", "field": "external_id" }),
                     )
                 }
-                Err(e) => return Answer::unavailable(&e),
+                Err(e) => return Answer::store_failed(&e),
             },
             (None, None) => {
                 return Answer::fields(leadflow_domain::FieldErrors::from([(
@@ -223,114 +247,138 @@ where
                 )]))
             }
         };
-        for _ in 0..MAX_ATTEMPTS {
-            let mut lead = match self.store.get(lead_id).await {
-                Ok(Some(l)) => l,
-                Ok(None) => {
-                    return Answer::json(
-                        StatusCode::NOT_FOUND,
-                        json!({ "error": "no such lead", "field": "lead_id" }),
-                    )
-                }
-                Err(e) => return Answer::unavailable(&e),
-            };
-            if !may_update(routing, &lead, crm) {
-                return Answer::error(
-                    StatusCode::FORBIDDEN,
-                    "this CRM is not the one the lead was handed to",
-                );
-            }
-            // The CRM's id is linked once the lead is known to be this CRM's.
-            if let (Some(ext), true, None) = (
-                update.external_id.as_deref(),
-                update.lead_id.is_some(),
-                lead.crm
-                    .as_ref()
-                    .filter(|r| r.crm == crm)
-                    .and_then(|r| r.external_id.as_ref()),
-            ) {
-                match self.store.link_external_id(crm, ext, lead_id).await {
-                    Ok(linked) if linked == lead_id => {}
-                    Ok(other) => {
-                        return Answer::json(
-                            StatusCode::CONFLICT,
-                            json!({ "error": format!("external_id is linked to another lead ({other})"), "field": "external_id" }),
-                        )
-                    }
-                    Err(e) => return Answer::unavailable(&e),
-                }
-            }
-            let expected = lead.version;
-            let change = match apply_update(&mut lead, &update, crm, webhook_id, now) {
-                Ok(c) => c,
-                Err(CrmUpdateError::AlreadyApplied) => {
-                    let mut a = Answer::json(
-                        StatusCode::OK,
-                        json!({
-                            "lead_id": lead_id,
-                            "status": update.status.as_str(),
-                            "stage": lead.stage,
-                            "changed": false,
-                        }),
-                    );
-                    a.headers.push((REPLAYED_HEADER.into(), "true".into()));
-                    return a;
-                }
-                Err(CrmUpdateError::Transition(t)) => {
+        let lead = match self.store.get(lead_id).await {
+            Ok(Some(l)) => l,
+            Ok(None) => return no_such_lead(),
+            Err(e) => return Answer::store_failed(&e),
+        };
+        if !may_update(routing, &lead, crm) {
+            return forbidden();
+        }
+        // The CRM's id is linked once the lead is known to be this CRM's.
+        if let (Some(ext), true, None) = (
+            update.external_id.as_deref(),
+            update.lead_id.is_some(),
+            lead.crm
+                .as_ref()
+                .filter(|r| r.crm == crm)
+                .and_then(|r| r.external_id.as_ref()),
+        ) {
+            match self.store.link_external_id(crm, ext, lead_id).await {
+                Ok(linked) if linked == lead_id => {}
+                Ok(other) => {
                     return Answer::json(
                         StatusCode::CONFLICT,
-                        json!({ "error": t.to_string(), "from": t.from, "to": t.to, "allowed": t.allowed }),
+                        json!({ "error": format!("external_id is linked to another lead ({other})"), "field": "external_id" }),
                     )
                 }
-                Err(CrmUpdateError::Fields(f)) => return Answer::fields(f),
-                Err(e @ CrmUpdateError::OtherRecord(_)) => {
-                    return Answer::json(
-                        StatusCode::CONFLICT,
-                        json!({ "error": e.to_string(), "field": "external_id" }),
-                    )
-                }
-            };
-            lead.version = expected + 1;
-            let events = if change.stage_changed {
-                vec![EventEnvelope::new(
-                    lead_id,
-                    now,
-                    LeadEvent::StageChanged {
-                        from: change.from,
-                        to: change.to,
-                        actor: Actor::Crm(update.by.clone().unwrap_or_else(|| "crm".into())),
-                        reason: update.reason.clone(),
-                    },
-                )]
-            } else {
-                vec![]
-            };
-            let write = LeadWrite {
-                lead,
-                expected_version: Some(expected),
-                timeline: change.timeline,
-                events,
-            };
-            match self.store.write(&write).await {
-                Ok(()) => {
-                    tracing::info!(lead_id = %lead_id, status = update.status.as_str(), from = %change.from, to = %change.to, "CRM status applied");
-                    deliver(&self.store, &self.publisher, &write.events).await;
-                    return Answer::json(
-                        StatusCode::OK,
-                        json!({
-                            "lead_id": lead_id,
-                            "status": update.status.as_str(),
-                            "from": change.from,
-                            "stage": change.to,
-                            "changed": change.stage_changed,
-                        }),
-                    );
-                }
-                Err(StoreError::VersionConflict { .. } | StoreError::Busy) => lost_race().await,
-                Err(e) => return Answer::unavailable(&e),
+                Err(e) => return Answer::store_failed(&e),
             }
         }
-        Answer::unavailable(&StoreError::Busy)
+        let applied = update_read(&self.store, lead, now, |mut lead| {
+            // Decided again on every attempt: the lead may have been handed elsewhere meanwhile.
+            if !may_update(routing, &lead, crm) {
+                return Err(Refusal::Forbidden);
+            }
+            match apply_update(&mut lead, &update, crm, webhook_id, now) {
+                Ok(c) => {
+                    let applied = Applied::Now {
+                        from: c.from,
+                        to: c.to,
+                        changed: c.stage_changed,
+                    };
+                    Ok(Decision::store(lead, c.change, applied))
+                }
+                Err(CrmUpdateError::AlreadyApplied) => {
+                    Ok(Decision::Keep(Applied::Before(lead.stage)))
+                }
+                Err(e) => Err(Refusal::Update(e)),
+            }
+        })
+        .await;
+        let updated = match applied {
+            Ok(u) => u,
+            Err(e) => return Answer::update_failed(e, refused, no_such_lead),
+        };
+        match updated.outcome {
+            Applied::Now { from, to, changed } => {
+                tracing::info!(lead_id = %lead_id, status = update.status.as_str(), from = %from, to = %to, "CRM status applied");
+                deliver(&self.store, &self.publisher, &updated.events).await;
+                Answer::json(
+                    StatusCode::OK,
+                    json!({
+                        "lead_id": lead_id,
+                        "status": update.status.as_str(),
+                        "from": from,
+                        "stage": to,
+                        "changed": changed,
+                    }),
+                )
+            }
+            // Applied before (its answer was lost): nothing changes a second time.
+            Applied::Before(stage) => {
+                let mut a = Answer::json(
+                    StatusCode::OK,
+                    json!({
+                        "lead_id": lead_id,
+                        "status": update.status.as_str(),
+                        "stage": stage,
+                        "changed": false,
+                    }),
+                );
+                a.headers.push((REPLAYED_HEADER.into(), "true".into()));
+                a
+            }
+        }
+    }
+}
+
+/// What became of a CRM's update.
+enum Applied {
+    Now {
+        from: Stage,
+        to: Stage,
+        changed: bool,
+    },
+    /// This webhook-id was applied before; the lead is at this stage.
+    Before(Stage),
+}
+
+/// Why a CRM's update was not applied.
+enum Refusal {
+    /// The lead is not (any longer) this CRM's.
+    Forbidden,
+    Update(CrmUpdateError),
+}
+
+fn no_such_lead() -> Answer {
+    Answer::json(
+        StatusCode::NOT_FOUND,
+        json!({ "error": "no such lead", "field": "lead_id" }),
+    )
+}
+
+fn forbidden() -> Answer {
+    Answer::error(
+        StatusCode::FORBIDDEN,
+        "this CRM is not the one the lead was handed to",
+    )
+}
+
+fn refused(r: Refusal) -> Answer {
+    match r {
+        Refusal::Forbidden => forbidden(),
+        Refusal::Update(CrmUpdateError::Transition(t)) => Answer::json(
+            StatusCode::CONFLICT,
+            json!({ "error": t.to_string(), "from": t.from, "to": t.to, "allowed": t.allowed }),
+        ),
+        Refusal::Update(CrmUpdateError::Fields(f)) => Answer::fields(f),
+        Refusal::Update(e @ CrmUpdateError::OtherRecord(_)) => Answer::json(
+            StatusCode::CONFLICT,
+            json!({ "error": e.to_string(), "field": "external_id" }),
+        ),
+        // Handled as a replay before it gets here.
+        Refusal::Update(e @ CrmUpdateError::AlreadyApplied) => Answer::internal(&e),
     }
 }
 

@@ -4,21 +4,28 @@
 //! the lead's timeline. A delivery that succeeded is marked, so a redelivered message does
 //! not POST twice; where it still does (the mark failed), the CRM drops it by `webhook-id`.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use leadflow_aws::dynamo::DynamoStore;
+use leadflow_aws::secrets::Secrets;
+use leadflow_aws::sqs::SqsRetryQueue;
+use leadflow_aws::Clients;
+use leadflow_domain::assignment::Assignment;
 use leadflow_domain::crm::{self, LeadContext, LeadRoutedPayload, RetryPolicy};
 use leadflow_domain::ports::{
     ConfigStore, IdempotencyBegin, IdempotencyStore, LeadStore, RetryQueue, ScoreStore,
     SecretSource, StoredResponse,
 };
-use leadflow_domain::routing::Assignment;
 use leadflow_domain::webhook::{self, WebhookSecret};
-use leadflow_domain::{Actor, EventEnvelope, LeadEvent, TimelineEntry};
+use leadflow_domain::{EventEnvelope, LeadEvent, TimelineAction, TimelineEntry};
 use leadflow_lambda::active_config::ActiveConfig;
-use leadflow_lambda::sqs::{for_each_record, lead_of, leadflow_event, RecordError};
+use leadflow_lambda::config::{ConfigError, Env};
+use leadflow_lambda::run::SqsFunction;
+use leadflow_lambda::sqs::{lead_of, leadflow_event, RecordError};
+use leadflow_lambda::wiring;
 use serde_json::json;
 
-use crate::transport::{PostOutcome, WebhookTransport};
+use crate::transport::{HttpsTransport, PostOutcome, WebhookTransport};
 
 /// Settings from the function's environment.
 #[derive(Debug, Clone)]
@@ -30,11 +37,11 @@ pub struct DeliverySettings {
 
 impl DeliverySettings {
     /// `CRM_RETRY_BASE_SECONDS`, `CRM_RETRY_WINDOW_SECONDS`, `PUBLIC_API_URL`.
-    pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Self {
+    pub fn from_env(env: &Env) -> Self {
         // Bounded like the template's parameters (a window past the queue's 14-day retention
         // means nothing), so no value can overflow the time arithmetic.
         let secs = |name: &str, default: Duration, max: Duration| {
-            env(name)
+            env.optional(name)
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .filter(|v| *v > 0)
                 .and_then(Duration::try_seconds)
@@ -54,7 +61,7 @@ impl DeliverySettings {
                     Duration::days(14),
                 ),
             },
-            api_url: env("PUBLIC_API_URL").filter(|u| !u.is_empty()),
+            api_url: env.optional("PUBLIC_API_URL"),
         }
     }
 }
@@ -107,6 +114,42 @@ fn host_of(endpoint: &str) -> String {
         .unwrap_or_default()
 }
 
+impl Deliver<DynamoStore, HttpsTransport, SqsRetryQueue, Secrets> {
+    /// The table, the HTTPS client, this function's queue and DLQ (`QUEUE_URL`, `DLQ_URL`),
+    /// the CRMs' secrets and the delivery settings.
+    pub fn from_env(aws: &Clients, env: &Env) -> Result<Self, ConfigError> {
+        let store = wiring::store(aws, env)?;
+        let transport = HttpsTransport::new().map_err(|e| ConfigError::Setup {
+            what: "the HTTPS client",
+            reason: e.to_string(),
+        })?;
+        Ok(Self::new(
+            store.clone(),
+            transport,
+            SqsRetryQueue::new(
+                aws.sqs(),
+                env.required("QUEUE_URL")?,
+                env.required("DLQ_URL")?,
+            ),
+            wiring::secrets(aws, env),
+            ActiveConfig::from_env(store, env),
+            DeliverySettings::from_env(env),
+        ))
+    }
+}
+
+impl<S, T, Q, K> SqsFunction for Deliver<S, T, Q, K>
+where
+    S: LeadStore + ScoreStore + ConfigStore + IdempotencyStore,
+    T: WebhookTransport,
+    Q: RetryQueue,
+    K: SecretSource,
+{
+    async fn record(&self, m: &SqsMessage, now: DateTime<Utc>) -> Result<(), RecordError> {
+        self.deliver(m, now).await
+    }
+}
+
 impl<S, T, Q, K> Deliver<S, T, Q, K>
 where
     S: LeadStore + ScoreStore + ConfigStore + IdempotencyStore,
@@ -132,11 +175,8 @@ where
         }
     }
 
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        for_each_record(event, |m| async move { self.record(&m, Utc::now()).await }).await
-    }
-
-    pub async fn record(&self, m: &SqsMessage, now: DateTime<Utc>) -> Result<(), RecordError> {
+    /// One delivery attempt of the routed lead in `m`.
+    async fn deliver(&self, m: &SqsMessage, now: DateTime<Utc>) -> Result<(), RecordError> {
         let body = m.body.as_deref().unwrap_or_default();
         let event = leadflow_event(body)?;
         let LeadEvent::LeadRouted { assignment } = &event.event else {
@@ -145,12 +185,7 @@ where
         let attempt = attempt_info(m, now);
         let webhook_id = crm::webhook_id(event.event_id);
         let key = format!("crm-delivery#{webhook_id}");
-        match self
-            .store
-            .begin(&key, "", now)
-            .await
-            .map_err(RecordError::retryable)?
-        {
+        match self.store.begin(&key, "", now).await? {
             IdempotencyBegin::Started => {}
             // Delivered before: this is a redelivery of a message whose delete was lost.
             IdempotencyBegin::Replay(_) | IdempotencyBegin::Mismatch => return Ok(()),
@@ -187,19 +222,14 @@ where
         &self,
         event: &EventEnvelope,
         now: DateTime<Utc>,
-        action: &str,
+        action: TimelineAction,
         detail: serde_json::Value,
         reason: Option<String>,
     ) {
-        let entry = TimelineEntry {
-            at: now,
-            actor: Actor::System,
-            action: action.into(),
-            detail,
-            reason,
-        };
+        let mut entry = TimelineEntry::system(now, action, detail);
+        entry.reason = reason;
         if let Err(e) = self.store.append_timeline(event.lead_id, &[entry]).await {
-            tracing::warn!(lead_id = %event.lead_id, error = %e, action, "timeline entry not stored");
+            tracing::warn!(lead_id = %event.lead_id, error = %e, action = ?action, "timeline entry not stored");
         }
     }
 
@@ -228,7 +258,7 @@ where
             self.note(
                 event,
                 now,
-                "crm_delivery_skipped",
+                TimelineAction::CrmDeliverySkipped,
                 json!({ "webhook_id": webhook_id }),
                 Some("the lead's assignment changed before it was delivered".into()),
             )
@@ -246,7 +276,7 @@ where
             self.note(
                 event,
                 now,
-                "crm_delivery_skipped",
+                TimelineAction::CrmDeliverySkipped,
                 json!({ "webhook_id": webhook_id }),
                 Some(format!(
                     "no CRM endpoint is configured for this assignment (config version {})",
@@ -259,11 +289,7 @@ where
         let outcome = match self.secrets.secret(&target.secret).await {
             Ok(s) => match WebhookSecret::parse(&s) {
                 Ok(secret) => {
-                    let score = self
-                        .store
-                        .score(lead_id)
-                        .await
-                        .map_err(RecordError::retryable)?;
+                    let score = self.store.score(lead_id).await?;
                     let interests = score
                         .as_ref()
                         .map(|s| s.state.interests(&loaded.config.scoring, now))
@@ -271,8 +297,7 @@ where
                     let activities = self
                         .store
                         .recent_activities(lead_id, crm::ACTIVITIES_SENT)
-                        .await
-                        .map_err(RecordError::retryable)?;
+                        .await?;
                     let payload = LeadRoutedPayload {
                         kind: crm::LEAD_ROUTED.into(),
                         version: crm::PAYLOAD_VERSION,
@@ -318,7 +343,8 @@ where
         }
         if outcome.delivered() {
             tracing::info!(lead_id = %lead_id, attempt = attempt.number, "delivered to the CRM");
-            self.note(event, now, "crm_delivered", detail, None).await;
+            self.note(event, now, TimelineAction::CrmDelivered, detail, None)
+                .await;
             return Ok(true);
         }
         let elapsed = now
@@ -333,7 +359,7 @@ where
                 let secs = delay.num_seconds().max(1) as u32;
                 detail["retry_in_seconds"] = json!(secs);
                 tracing::warn!(lead_id = %lead_id, attempt = attempt.number, outcome = %outcome.describe(), retry_in = secs, "CRM delivery failed");
-                self.note(event, now, "crm_delivery_attempt", detail, None)
+                self.note(event, now, TimelineAction::CrmDeliveryAttempt, detail, None)
                     .await;
                 if let Some(handle) = m.receipt_handle.as_deref() {
                     if let Err(e) = self.queue.retry_later(handle, secs).await {
@@ -359,8 +385,14 @@ where
                     .await
                     .map_err(RecordError::retryable)?;
                 tracing::error!(lead_id = %lead_id, attempts = attempt.number, "CRM delivery given up: parked on the DLQ");
-                self.note(event, now, "crm_delivery_given_up", detail, Some(reason))
-                    .await;
+                self.note(
+                    event,
+                    now,
+                    TimelineAction::CrmDeliveryGivenUp,
+                    detail,
+                    Some(reason),
+                )
+                .await;
                 Ok(false)
             }
         }
@@ -373,27 +405,27 @@ mod tests {
 
     #[test]
     fn settings_are_bounded_and_default_when_unusable() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
+        let env = |pairs: &[(&str, &str)]| {
+            Env::from_map(
                 pairs
                     .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.to_string())
-            }
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
         };
-        let s = DeliverySettings::from_lookup(env(&[
+        let s = DeliverySettings::from_env(&env(&[
             ("CRM_RETRY_BASE_SECONDS", "2"),
             ("CRM_RETRY_WINDOW_SECONDS", "600"),
         ]));
         assert_eq!(s.retry.base, Duration::seconds(2));
         assert_eq!(s.retry.window, Duration::seconds(600));
-        let s = DeliverySettings::from_lookup(env(&[
+        let s = DeliverySettings::from_env(&env(&[
             ("CRM_RETRY_BASE_SECONDS", "-1"),
             ("CRM_RETRY_WINDOW_SECONDS", "9223372036854775807"),
         ]));
         assert_eq!(s.retry.base, RetryPolicy::DEFAULT.base);
         assert_eq!(s.retry.window, RetryPolicy::DEFAULT.window);
-        let s = DeliverySettings::from_lookup(env(&[("CRM_RETRY_WINDOW_SECONDS", "99999999")]));
+        let s = DeliverySettings::from_env(&env(&[("CRM_RETRY_WINDOW_SECONDS", "99999999")]));
         assert_eq!(s.retry.window, Duration::days(14));
         assert_eq!(s.api_url, None);
     }

@@ -5,8 +5,3 @@
 
 pub mod deliver;
 pub mod transport;
-
-pub const FUNCTION: &str = "crm-webhook";
-
-/// Whether `cargo dev` polls this function's queue.
-pub const IMPLEMENTED: bool = true;

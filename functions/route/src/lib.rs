@@ -1,30 +1,37 @@
-//! Routing: on `LeadQualified`, the first matching rule of the active configuration picks a
-//! pool (else the default pool: never a dropped lead); inside the pool, weighted round-robin
-//! picks the owner, skipping owners on leave, at their daily cap, or whose territories and
-//! products do not cover the lead. Hot leads skip a pool's
-//! manager queue (fast track); partner pools offer the lead to the partner.
+//! Routing: on `LeadQualified`, the active configuration's plan for the lead (first matching
+//! rule's pool, else the default pool: never a dropped lead) is carried out: a partner pool
+//! offers the lead to the partner, a staging pool queues it for its manager (hot leads skip the
+//! queue), and otherwise the members take turns by weight, skipping owners on leave, at their
+//! daily cap, or not covering the lead (docs/domain.md, "Routing"). The decisions are the
+//! domain's (`RoutingConfig::plan`, `RoutingPlan::candidate`, `routing::assign`); this function
+//! takes the turns and caps, which are shared state.
 //!
 //! Turns come from an atomic counter per pool, so shares are exact under any concurrency. The
 //! assignment is written under the lead's version and only if the lead has none, so a
 //! redelivered `LeadQualified` assigns nothing twice. `LeadRouted` carries the assignment with
 //! the rule, the config version and the SLA deadline.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use chrono::{DateTime, Duration, Utc};
-use leadflow_domain::ports::{
-    ConfigStore, EventPublisher, LeadStore, LeadWrite, Outbox, RoutingState, ScoreStore, StoreError,
-};
-use leadflow_domain::routing::{AssignedTo, Assignment, Owner, Pool, RoutingConfig, RoutingFacts};
-use leadflow_domain::scoring::{Grade, Temperature};
-use leadflow_domain::{Actor, EventEnvelope, LeadEvent, LeadId, Stage, TimelineEntry};
-use leadflow_lambda::active_config::ActiveConfig;
-use leadflow_lambda::outbox::deliver;
-use leadflow_lambda::retry::lost_race;
-use leadflow_lambda::sqs::{for_each_record, lead_of, leadflow_event, RecordError};
+use std::collections::BTreeMap;
 
-pub const FUNCTION: &str = "route";
-pub const IMPLEMENTED: bool = true;
-const MAX_ATTEMPTS: usize = 10;
+use aws_lambda_events::event::sqs::SqsMessage;
+use chrono::{DateTime, Utc};
+use leadflow_aws::dynamo::DynamoStore;
+use leadflow_aws::eventbridge::EventBridgePublisher;
+use leadflow_aws::Clients;
+use leadflow_domain::assignment::AssignedTo;
+use leadflow_domain::ports::{
+    ConfigStore, EventPublisher, LeadStore, Outbox, RoutingState, ScoreStore,
+};
+use leadflow_domain::routing::{self, Owner, RoutingError, RoutingFacts, RoutingPlan, Target};
+use leadflow_domain::scoring::{Grade, Temperature};
+use leadflow_domain::{Decision, Lead, LeadEvent, LeadId};
+use leadflow_lambda::active_config::ActiveConfig;
+use leadflow_lambda::config::{ConfigError, Env};
+use leadflow_lambda::lead_update::{update_read, UpdateError};
+use leadflow_lambda::outbox::deliver;
+use leadflow_lambda::run::SqsFunction;
+use leadflow_lambda::sqs::{lead_of, leadflow_event, RecordError};
+use leadflow_lambda::wiring::Backend;
 
 pub struct Route<S, P> {
     store: S,
@@ -32,16 +39,37 @@ pub struct Route<S, P> {
     config: ActiveConfig<S>,
 }
 
-fn owner_target(kind: fn(String, String, String) -> AssignedTo, o: &Owner) -> AssignedTo {
-    kind(o.id.clone(), o.name.clone(), o.email.clone())
+impl Route<DynamoStore, EventBridgePublisher> {
+    pub fn from_env(aws: &Clients, env: &Env) -> Result<Self, ConfigError> {
+        let b = Backend::from_env(aws, env)?;
+        Ok(Self::new(b.store, b.publisher, b.config))
+    }
 }
 
-fn as_owner(id: String, name: String, email: String) -> AssignedTo {
-    AssignedTo::Owner { id, name, email }
+impl<S, P> SqsFunction for Route<S, P>
+where
+    S: LeadStore + ScoreStore + Outbox + ConfigStore + RoutingState,
+    P: EventPublisher,
+{
+    async fn record(&self, message: &SqsMessage, now: DateTime<Utc>) -> Result<(), RecordError> {
+        let event = leadflow_event(message.body.as_deref().unwrap_or_default())?;
+        match event.event {
+            LeadEvent::LeadQualified { .. } => self.route(event.lead_id, now).await,
+            _ => Ok(()),
+        }
+    }
 }
 
-fn as_queue(id: String, name: String, email: String) -> AssignedTo {
-    AssignedTo::ManagerQueue { id, name, email }
+/// What routing looks at, from the lead and its interests.
+fn facts<'a>(lead: &'a Lead, interests: &'a BTreeMap<String, f64>) -> RoutingFacts<'a> {
+    let q = lead.qualification.as_ref();
+    RoutingFacts {
+        lead,
+        grade: q.map_or(Grade::C, |q| q.grade),
+        temperature: q.map_or(Temperature::Cold, |q| q.temperature),
+        interests,
+        product: q.and_then(|q| q.product.as_deref()),
+    }
 }
 
 impl<S, P> Route<S, P>
@@ -57,54 +85,22 @@ where
         }
     }
 
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        for_each_record(event, |m| async move {
-            self.record(m.body.as_deref().unwrap_or_default(), Utc::now())
-                .await
-        })
-        .await
-    }
-
-    pub async fn record(&self, body: &str, now: DateTime<Utc>) -> Result<(), RecordError> {
-        let event = leadflow_event(body)?;
-        match event.event {
-            LeadEvent::LeadQualified { .. } => self.route(event.lead_id, now).await,
-            _ => Ok(()),
-        }
-    }
-
-    /// Whose turn it is in the pool: the next owner of the turn order who is present and under
-    /// the daily cap (whose slot is then taken). `None` when nobody is.
+    /// Whose turn it is: the next member of the plan's turn order who may take the lead and
+    /// is under their daily cap (whose slot is then taken). `None` when nobody is.
     async fn pick_owner<'c>(
         &self,
-        routing: &'c RoutingConfig,
-        pool: &Pool,
+        plan: &RoutingPlan<'c>,
         facts: &RoutingFacts<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<&'c Owner>, RecordError> {
-        let order = routing.sequence(pool);
         let day = now.date_naive();
-        for _ in 0..order.len() * 2 {
-            let turn = self
-                .store
-                .next_turn(&pool.id)
-                .await
-                .map_err(RecordError::retryable)?;
-            let Some(owner) =
-                routing.owner(&order[(turn.saturating_sub(1) as usize) % order.len()])
-            else {
+        for _ in 0..plan.turns_to_try() {
+            let turn = self.store.next_turn(&plan.pool.id).await?;
+            let Some(owner) = plan.candidate(turn, facts, day) else {
                 continue;
             };
-            if owner.is_absent(day) || !owner.covers(facts) {
-                continue;
-            }
             if let Some(cap) = owner.daily_cap {
-                if !self
-                    .store
-                    .take_daily_slot(&owner.id, day, cap)
-                    .await
-                    .map_err(RecordError::retryable)?
-                {
+                if !self.store.take_daily_slot(&owner.id, day, cap).await? {
                     continue;
                 }
             }
@@ -114,140 +110,71 @@ where
     }
 
     pub async fn route(&self, lead_id: LeadId, now: DateTime<Utc>) -> Result<(), RecordError> {
+        let lead = lead_of(&self.store, lead_id).await?;
+        if !lead.awaits_routing() {
+            // Routed before (a redelivery), or sales/marketing moved it on meanwhile.
+            return Ok(());
+        }
         let loaded = self.config.get().await.map_err(RecordError::retryable)?;
         let Some(routing) = loaded.config.routing.as_ref() else {
             return Err(RecordError::Retryable(
                 "the active configuration has no routing section".into(),
             ));
         };
-        let mut taken_slot: Option<String> = None;
-        for _ in 0..MAX_ATTEMPTS {
-            let mut lead = lead_of(&self.store, lead_id).await?;
-            if lead.assignment.is_some() || lead.stage != Stage::Mql {
-                // Routed before (a redelivery), or sales/marketing moved it on meanwhile.
-                if let Some(owner) = taken_slot.take() {
-                    self.store
-                        .release_daily_slot(&owner, now.date_naive())
-                        .await
-                        .map_err(RecordError::retryable)?;
-                }
-                return Ok(());
+        let state = self
+            .store
+            .score(lead_id)
+            .await?
+            .map(|r| r.state)
+            .unwrap_or_default();
+        let interests = state.interests(&loaded.config.scoring, now);
+        let plan = routing.plan(&facts(&lead, &interests));
+        let picked = match plan.target {
+            Target::Members { .. } => {
+                self.pick_owner(&plan, &facts(&lead, &interests), now)
+                    .await?
             }
-            let (grade, temperature) = lead
-                .qualification
-                .as_ref()
-                .map_or((Grade::C, Temperature::Cold), |q| (q.grade, q.temperature));
-            let state = self
-                .store
-                .score(lead_id)
-                .await
-                .map_err(RecordError::retryable)?
-                .map(|r| r.state)
-                .unwrap_or_default();
-            let interests = state.interests(&loaded.config.scoring, now);
-            let facts = RoutingFacts {
-                lead: &lead,
-                grade,
-                temperature,
-                interests: &interests,
-                product: lead
-                    .qualification
-                    .as_ref()
-                    .and_then(|q| q.product.as_deref()),
-            };
-            let (rule, pool) = routing.pool_for(&facts);
-            let hot = temperature == Temperature::Hot;
-            let staging = pool.staging_manager.as_ref().and_then(|m| routing.owner(m));
-            let assigned_to =
-                if let Some(partner) = pool.partner.as_ref().and_then(|p| routing.partner(p)) {
-                    AssignedTo::Partner {
-                        id: partner.id.clone(),
-                        name: partner.name.clone(),
-                    }
-                } else if let (Some(manager), false) = (staging, hot) {
-                    owner_target(as_queue, manager)
-                } else {
-                    let owner = match &taken_slot {
-                        Some(id) => routing.owner(id),
-                        None => self.pick_owner(routing, pool, &facts, now).await?,
-                    };
-                    match owner {
-                        Some(o) => {
-                            if o.daily_cap.is_some() {
-                                taken_slot = Some(o.id.clone());
-                            }
-                            owner_target(as_owner, o)
-                        }
-                        // Everyone away or full: the pool's manager (or the first member's) decides.
-                        None => match staging.or_else(|| {
-                            pool.members
-                                .first()
-                                .and_then(|m| routing.owner(m))
-                                .and_then(|o| o.manager.as_ref())
-                                .and_then(|m| routing.owner(m))
-                        }) {
-                            Some(manager) => owner_target(as_queue, manager),
-                            None => {
-                                return Err(RecordError::Retryable(format!(
-                                    "nobody in pool {} can take a lead today",
-                                    pool.id
-                                )))
-                            }
-                        },
-                    }
-                };
-            let assignment = Assignment {
-                assigned_to,
-                pool: pool.id.clone(),
-                rule: rule.map(|r| r.id.clone()),
-                fast_track: hot && staging.is_some(),
-                config_version: loaded.version,
-                at: now,
-                sla_deadline: now + Duration::hours(i64::from(pool.sla.accept_within_hours)),
-                accepted_at: None,
-            };
-            let expected = lead.version;
-            let timeline = TimelineEntry {
-                at: now,
-                actor: Actor::System,
-                action: "routed".into(),
-                detail: serde_json::json!({ "assignment": assignment }),
-                reason: Some(match &assignment.rule {
-                    Some(r) => format!("rule {r} matched (config version {})", loaded.version),
-                    None => format!(
-                        "no rule matched: default pool (config version {})",
-                        loaded.version
-                    ),
-                }),
-            };
-            let event = EventEnvelope::new(
-                lead_id,
-                now,
-                LeadEvent::LeadRouted {
-                    assignment: assignment.clone(),
-                },
+            _ => None,
+        };
+        let planned_pool = plan.pool.id.clone();
+        let result = update_read(&self.store, lead, now, |mut lead| {
+            if !lead.awaits_routing() {
+                return Ok(Decision::Keep(()));
+            }
+            // After a lost race the lead is planned for again; the owner whose turn was taken
+            // stands as long as the plan keeps the pool.
+            let plan = routing.plan(&facts(&lead, &interests));
+            let picked = picked.filter(|_| plan.pool.id == planned_pool);
+            let assignment = routing::assign(&plan, picked, loaded.version, now)?;
+            let change = lead.assign(assignment, now);
+            Ok::<_, RoutingError>(Decision::store(lead, change, ()))
+        })
+        .await;
+        let assigned = result
+            .as_ref()
+            .ok()
+            .and_then(|u| u.stored.as_ref())
+            .and_then(|l| l.assignment.as_ref());
+        // A slot taken for an owner who did not get the lead after all is given back.
+        if let Some(owner) = picked.filter(|o| o.daily_cap.is_some()) {
+            let got_it = assigned.is_some_and(
+                |a| matches!(&a.assigned_to, AssignedTo::Owner { id, .. } if *id == owner.id),
             );
-            lead.assignment = Some(assignment);
-            lead.updated_at = now;
-            lead.version = expected + 1;
-            let write = LeadWrite {
-                lead,
-                expected_version: Some(expected),
-                timeline: vec![timeline],
-                events: vec![event],
-            };
-            match self.store.write(&write).await {
-                Ok(()) => {
-                    tracing::info!(lead_id = %lead_id, pool = %write.lead.assignment.as_ref().map_or("", |a| a.pool.as_str()), "lead routed");
-                    deliver(&self.store, &self.publisher, &write.events).await;
-                    return Ok(());
-                }
-                Err(StoreError::VersionConflict { .. } | StoreError::Busy) => lost_race().await,
-                Err(e) => return Err(RecordError::retryable(e)),
+            if !got_it {
+                self.store
+                    .release_daily_slot(&owner.id, now.date_naive())
+                    .await?;
             }
         }
-        Err(RecordError::Retryable(format!(
-            "lead {lead_id} is changing concurrently; retried later"
-        )))
+        let updated = result.map_err(|e| match e {
+            // Nobody can take it today: a later delivery may find someone.
+            UpdateError::Rejected(e) => RecordError::Retryable(e.to_string()),
+            e => e.into(),
+        })?;
+        if let Some(a) = updated.stored.as_ref().and_then(|l| l.assignment.as_ref()) {
+            tracing::info!(lead_id = %lead_id, pool = %a.pool, "lead routed");
+        }
+        deliver(&self.store, &self.publisher, &updated.events).await;
+        Ok(())
     }
 }

@@ -6,22 +6,26 @@
 //! same transaction as the new score, so a redelivery finds the marker and scores nothing.
 //! `LeadScored` is announced only when band, grade or temperature change.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use std::convert::Infallible;
+
+use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::{DateTime, Utc};
+use leadflow_aws::dynamo::DynamoStore;
+use leadflow_aws::eventbridge::EventBridgePublisher;
+use leadflow_aws::Clients;
 use leadflow_domain::lead_score::LeadScore;
 use leadflow_domain::ports::{
     ConfigStore, EventPublisher, LeadStore, Outbox, ScoreStore, ScoreWrite, StoreError,
 };
-use leadflow_domain::scoring::{changed, ApplyStatus, BehaviourEvent, FitProfile, ScoreState};
+use leadflow_domain::scoring::{changed, ApplyStatus, ScoreState};
 use leadflow_domain::{EventEnvelope, Lead, LeadEvent, TrackedEvent};
-use leadflow_lambda::active_config::ActiveConfig;
+use leadflow_lambda::active_config::{ActiveConfig, LoadedConfig};
+use leadflow_lambda::config::{ConfigError, Env};
+use leadflow_lambda::lead_update::{until_settled, Attempt, UpdateError};
 use leadflow_lambda::outbox::deliver;
-use leadflow_lambda::retry::lost_race;
-use leadflow_lambda::sqs::{for_each_record, leadflow_event, RecordError};
-
-pub const FUNCTION: &str = "score-event";
-pub const IMPLEMENTED: bool = true;
-const MAX_ATTEMPTS: usize = 10;
+use leadflow_lambda::run::SqsFunction;
+use leadflow_lambda::sqs::{leadflow_event, RecordError};
+use leadflow_lambda::wiring::Backend;
 
 pub struct ScoreEvent<S, P> {
     store: S,
@@ -29,39 +33,21 @@ pub struct ScoreEvent<S, P> {
     config: ActiveConfig<S>,
 }
 
-fn behaviour(e: &TrackedEvent) -> BehaviourEvent {
-    BehaviourEvent {
-        event_id: e.event_id.clone(),
-        event_type: e.event_type.clone(),
-        occurred_at: e.occurred_at,
-        url: e.url.clone(),
-        tags: e.tags.clone(),
+impl ScoreEvent<DynamoStore, EventBridgePublisher> {
+    pub fn from_env(aws: &Clients, env: &Env) -> Result<Self, ConfigError> {
+        let b = Backend::from_env(aws, env)?;
+        Ok(Self::new(b.store, b.publisher, b.config))
     }
 }
 
-impl<S, P> ScoreEvent<S, P>
+impl<S, P> SqsFunction for ScoreEvent<S, P>
 where
-    S: LeadStore + ScoreStore + Outbox + ConfigStore + Clone,
+    S: LeadStore + ScoreStore + Outbox + ConfigStore,
     P: EventPublisher,
 {
-    pub fn new(store: S, publisher: P, config: ActiveConfig<S>) -> Self {
-        Self {
-            store,
-            publisher,
-            config,
-        }
-    }
-
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        for_each_record(event, |m| async move {
-            self.record(m.body.as_deref().unwrap_or_default(), Utc::now())
-                .await
-        })
-        .await
-    }
-
     /// One queue message: a tracked event, or an EventBridge envelope (LeadCaptured).
-    pub async fn record(&self, body: &str, now: DateTime<Utc>) -> Result<(), RecordError> {
+    async fn record(&self, message: &SqsMessage, now: DateTime<Utc>) -> Result<(), RecordError> {
+        let body = message.body.as_deref().unwrap_or_default();
         let value: serde_json::Value = serde_json::from_str(body)
             .map_err(|e| RecordError::Poison(format!("not JSON: {e}")))?;
         if value.get("detail-type").is_some() {
@@ -73,6 +59,20 @@ where
         let event: TrackedEvent = serde_json::from_value(value)
             .map_err(|e| RecordError::Poison(format!("not a tracked event: {e}")))?;
         self.track(&event, now).await
+    }
+}
+
+impl<S, P> ScoreEvent<S, P>
+where
+    S: LeadStore + ScoreStore + Outbox + ConfigStore,
+    P: EventPublisher,
+{
+    pub fn new(store: S, publisher: P, config: ActiveConfig<S>) -> Self {
+        Self {
+            store,
+            publisher,
+            config,
+        }
     }
 
     async fn track(&self, event: &TrackedEvent, now: DateTime<Utc>) -> Result<(), RecordError> {
@@ -86,24 +86,11 @@ where
                 event.event_id
             )));
         };
-        self.store
-            .park_anonymous(&key, event)
-            .await
-            .map_err(RecordError::retryable)?;
+        self.store.park_anonymous(&key, event).await?;
         // A lead may have claimed this history between our look-up and the park: score it now
         // (the event marker makes a second scoring by the join harmless).
-        if let Some(owner) = self
-            .store
-            .anonymous_owner(&key)
-            .await
-            .map_err(RecordError::retryable)?
-        {
-            if let Some(lead) = self
-                .store
-                .get(owner)
-                .await
-                .map_err(RecordError::retryable)?
-            {
+        if let Some(owner) = self.store.anonymous_owner(&key).await? {
+            if let Some(lead) = self.store.get(owner).await? {
                 return self.score(&lead, event, now).await;
             }
         }
@@ -114,33 +101,18 @@ where
     async fn resolve(&self, event: &TrackedEvent) -> Result<Option<Lead>, RecordError> {
         let id = &event.identity;
         if let Some(lead_id) = id.lead_id {
-            if let Some(lead) = self
-                .store
-                .get(lead_id)
-                .await
-                .map_err(RecordError::retryable)?
-            {
+            if let Some(lead) = self.store.get(lead_id).await? {
                 return Ok(Some(lead));
             }
         }
         if let Some(email) = &id.email {
-            if let Some(lead) = self
-                .store
-                .find_by_email(email)
-                .await
-                .map_err(RecordError::retryable)?
-            {
+            if let Some(lead) = self.store.find_by_email(email).await? {
                 return Ok(Some(lead));
             }
         }
         if let Some(key) = id.visitor_id.as_ref().and(id.anonymous_key()) {
-            if let Some(owner) = self
-                .store
-                .anonymous_owner(&key)
-                .await
-                .map_err(RecordError::retryable)?
-            {
-                return self.store.get(owner).await.map_err(RecordError::retryable);
+            if let Some(owner) = self.store.anonymous_owner(&key).await? {
+                return Ok(self.store.get(owner).await?);
             }
         }
         Ok(None)
@@ -153,20 +125,12 @@ where
             Some(format!("email:{}", lead.email)),
         ];
         for key in keys.into_iter().flatten() {
-            let owner = self
-                .store
-                .claim_anonymous(&key, lead.id)
-                .await
-                .map_err(RecordError::retryable)?;
+            let owner = self.store.claim_anonymous(&key, lead.id).await?;
             if owner != lead.id {
                 tracing::warn!(lead_id = %lead.id, "anonymous history belongs to another lead; not joined");
                 continue;
             }
-            let events = self
-                .store
-                .anonymous_events(&key)
-                .await
-                .map_err(RecordError::retryable)?;
+            let events = self.store.anonymous_events(&key).await?;
             if !events.is_empty() {
                 tracing::info!(lead_id = %lead.id, events = events.len(), "joining anonymous history");
             }
@@ -184,78 +148,95 @@ where
         event: &TrackedEvent,
         now: DateTime<Utc>,
     ) -> Result<(), RecordError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let loaded = self.config.get().await.map_err(RecordError::retryable)?;
-            let model = &loaded.config.scoring;
-            let existing = self
-                .store
-                .score(lead.id)
-                .await
-                .map_err(RecordError::retryable)?;
-            let mut record = existing
-                .clone()
-                .unwrap_or_else(|| LeadScore::new(lead.id, now));
-            let applied = record.state.apply(model, &behaviour(event));
-            match applied.status {
-                ApplyStatus::Applied => {}
-                ApplyStatus::Duplicate => return Ok(()),
-                ApplyStatus::Expired => {
-                    tracing::info!(event_id = %event.event_id, "event older than the score's horizon; not scored");
-                    return Ok(());
-                }
-            }
-            let fit = FitProfile::of(lead);
-            let snapshot = record.state.snapshot(model, &fit, now);
-            let previous = record
-                .snapshot
-                .clone()
-                .unwrap_or_else(|| ScoreState::default().snapshot(model, &fit, now));
-            let mut events = Vec::new();
-            if changed(&previous, &snapshot) {
-                events.push(EventEnvelope::new(
-                    lead.id,
-                    now,
-                    LeadEvent::LeadScored {
-                        score: snapshot.score,
-                        band: snapshot.band,
-                        grade: snapshot.grade,
-                        temperature: snapshot.temperature,
-                        product: snapshot.product.clone(),
-                        config_version: loaded.version,
-                    },
-                ));
-            }
-            let weights = record.state.interests(model, now);
-            let interests = event
-                .tags
-                .iter()
-                .filter_map(|t| weights.get(t).map(|w| (t.clone(), *w)))
-                .collect();
-            record.snapshot = Some(snapshot);
-            record.config_version = loaded.version;
-            record.updated_at = now;
-            record.version += 1;
-            let write = ScoreWrite {
-                score: record,
-                expected_version: existing.map(|r| r.version),
-                event: event.clone(),
-                applied: serde_json::to_value(&applied).unwrap_or_default(),
-                events,
-                interests,
-            };
-            match self.store.write_score(&write).await {
-                Ok(()) => {
-                    deliver(&self.store, &self.publisher, &write.events).await;
-                    return Ok(());
-                }
-                Err(StoreError::AlreadyProcessed) => return Ok(()),
-                Err(StoreError::VersionConflict { .. } | StoreError::Busy) => lost_race().await,
-                Err(e) => return Err(RecordError::retryable(e)),
+        let loaded = self.config.get().await.map_err(RecordError::retryable)?;
+        let events = until_settled(&mut ScoreAttempt {
+            store: &self.store,
+            loaded: &loaded,
+            lead,
+            event,
+            now,
+        })
+        .await?;
+        deliver(&self.store, &self.publisher, &events).await;
+        Ok(())
+    }
+}
+
+/// One attempt at scoring an event: read the lead's score, apply the event, write the score
+/// under the version read (with the event's marker, its activity and segment memberships).
+struct ScoreAttempt<'a, S> {
+    store: &'a S,
+    loaded: &'a LoadedConfig,
+    lead: &'a Lead,
+    event: &'a TrackedEvent,
+    now: DateTime<Utc>,
+}
+
+impl<S: ScoreStore> Attempt for ScoreAttempt<'_, S> {
+    /// The events written to the outbox, to publish.
+    type Output = Vec<EventEnvelope>;
+    type Error = Infallible;
+
+    async fn attempt(&mut self) -> Result<Vec<EventEnvelope>, UpdateError<Infallible>> {
+        let (lead, event, now) = (self.lead, self.event, self.now);
+        let model = &self.loaded.config.scoring;
+        let existing = self.store.score(lead.id).await?;
+        let mut record = existing
+            .clone()
+            .unwrap_or_else(|| LeadScore::new(lead.id, now));
+        let applied = record.state.apply(model, &event.behaviour());
+        match applied.status {
+            ApplyStatus::Applied => {}
+            ApplyStatus::Duplicate => return Ok(Vec::new()),
+            ApplyStatus::Expired => {
+                tracing::info!(event_id = %event.event_id, "event older than the score's horizon; not scored");
+                return Ok(Vec::new());
             }
         }
-        Err(RecordError::Retryable(format!(
-            "lead {} is being scored concurrently; retried later",
-            lead.id
-        )))
+        let fit = lead.fit_profile();
+        let snapshot = record.state.snapshot(model, &fit, now);
+        let previous = record
+            .snapshot
+            .clone()
+            .unwrap_or_else(|| ScoreState::default().snapshot(model, &fit, now));
+        let mut events = Vec::new();
+        if changed(&previous, &snapshot) {
+            events.push(EventEnvelope::new(
+                lead.id,
+                now,
+                LeadEvent::LeadScored {
+                    score: snapshot.score,
+                    band: snapshot.band,
+                    grade: snapshot.grade,
+                    temperature: snapshot.temperature,
+                    product: snapshot.product.clone(),
+                    config_version: self.loaded.version,
+                },
+            ));
+        }
+        let weights = record.state.interests(model, now);
+        let interests = event
+            .tags
+            .iter()
+            .filter_map(|t| weights.get(t.as_str()).map(|w| (t.to_string(), *w)))
+            .collect();
+        record.snapshot = Some(snapshot);
+        record.config_version = self.loaded.version;
+        record.updated_at = now;
+        record.version += 1;
+        let write = ScoreWrite {
+            score: record,
+            expected_version: existing.map(|r| r.version),
+            event: event.clone(),
+            applied: serde_json::to_value(&applied).unwrap_or_default(),
+            events,
+            interests,
+        };
+        match self.store.write_score(&write).await {
+            Ok(()) => Ok(write.events),
+            // Scored by a concurrent delivery of the same event.
+            Err(StoreError::AlreadyProcessed) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -55,7 +55,7 @@ async fn find_queue_url(client: &Client, stack: &str, logical_id: &str) -> Resul
         .map_err(|e| {
             format!(
                 "cannot list the queues of stack {stack}: {}",
-                leadflow_aws::describe(&e)
+                leadflow_domain::ports::error_chain(&e)
             )
         })?;
     match out.queue_urls() {

@@ -1,5 +1,5 @@
 //! The real handlers of every function template.yaml declares, built in-process from the
-//! environment the emulator resolved for them, exactly as their `main.rs` would build them.
+//! environment the emulator resolved for them by the same `from_env` their `main.rs` calls.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -8,20 +8,19 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use capture_form::{CaptureConfig, CaptureForm};
+use capture_form::CaptureForm;
 use crm_callback::CrmCallback;
-use crm_webhook::deliver::{Deliver, DeliverySettings};
-use crm_webhook::transport::HttpsTransport;
+use crm_webhook::deliver::Deliver;
 use lambda_http::{Body, Request, Response};
-use leadflow_aws::dynamo::DynamoStore;
-use leadflow_aws::eventbridge::EventBridgePublisher;
-use leadflow_aws::secrets::{EnvLookup, Secrets};
-use leadflow_aws::sqs::{SqsEventQueue, SqsRetryQueue};
-use leadflow_lambda::active_config::{ttl_from, ActiveConfig};
+use lead_api::LeadApi;
+use leadflow_aws::Clients;
+use leadflow_lambda::config::{ConfigError, Env};
+use leadflow_lambda::run::{HttpFunction, ScheduledFunction, SqsFunction};
 use outbox_relay::OutboxRelay;
 use qualify::Qualify;
 use route::Route;
 use score_event::ScoreEvent;
+use sla_tick::SlaTick;
 
 use crate::manifest::{FunctionSpec, Manifest};
 
@@ -38,8 +37,6 @@ pub struct LocalFunction {
     pub logical_id: String,
     pub binary: String,
     pub spec: FunctionSpec,
-    /// False for functions whose issue has not landed: their queues are not polled locally.
-    pub implemented: bool,
     pub http: Option<HttpHandler>,
     pub sqs: Option<SqsHandler>,
     pub schedule: Option<ScheduleHandler>,
@@ -59,187 +56,71 @@ pub enum BuildError {
     Unknown { function: String, binary: String },
 }
 
-/// What the functions that read the scoring model are built from, as their `main.rs` builds it.
-type ScoringParts = (DynamoStore, EventBridgePublisher, ActiveConfig<DynamoStore>);
-
-fn scoring_parts(
-    dynamo: &leadflow_aws::aws_sdk_dynamodb::Client,
-    events: &leadflow_aws::aws_sdk_eventbridge::Client,
-    env: &dyn Fn(&'static str) -> Result<String, BuildError>,
-    spec: &FunctionSpec,
-) -> Result<ScoringParts, BuildError> {
-    let store = DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?);
-    let ttl = ttl_from(
-        spec.environment
-            .get("CONFIG_CACHE_SECONDS")
-            .map(String::as_str),
-    );
-    let publisher = EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?);
-    Ok((store.clone(), publisher, ActiveConfig::new(store, ttl)))
+fn http<F: HttpFunction + 'static>(f: F) -> Option<HttpHandler> {
+    let f = Arc::new(f);
+    Some(Arc::new(move |req| {
+        let f = f.clone();
+        Box::pin(async move { f.handle(req).await })
+    }))
 }
 
-/// The function's environment as template.yaml resolved it: where `env:NAME` secrets are read.
-fn env_lookup(spec: &FunctionSpec) -> EnvLookup {
-    let env = spec.environment.clone();
-    Arc::new(move |name| env.get(name).cloned())
+fn sqs<F: SqsFunction + 'static>(f: F) -> Option<SqsHandler> {
+    let f = Arc::new(f);
+    Some(Arc::new(move |event| {
+        let f = f.clone();
+        Box::pin(async move { f.handle(event).await })
+    }))
 }
 
-fn config_ttl(spec: &FunctionSpec) -> std::time::Duration {
-    ttl_from(
-        spec.environment
-            .get("CONFIG_CACHE_SECONDS")
-            .map(String::as_str),
-    )
+fn schedule<F: ScheduledFunction + 'static>(f: F) -> Option<ScheduleHandler> {
+    let f = Arc::new(f);
+    Some(Arc::new(move |event| {
+        let f = f.clone();
+        Box::pin(async move { f.tick(event).await })
+    }))
 }
 
-/// Builds every function of the manifest against the emulator described by `sdk`.
+/// Builds every function of the manifest against the emulator described by `sdk`; the
+/// functions share one set of SDK clients.
 pub fn build(
     manifest: &Manifest,
     sdk: &aws_config::SdkConfig,
 ) -> Result<BTreeMap<String, LocalFunction>, BuildError> {
-    let dynamo = leadflow_aws::aws_sdk_dynamodb::Client::new(sdk);
-    let events = leadflow_aws::aws_sdk_eventbridge::Client::new(sdk);
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let secrets = leadflow_aws::aws_sdk_secretsmanager::Client::new(sdk);
+    let aws = Clients::new(sdk.clone());
     let mut out = BTreeMap::new();
     for (logical_id, spec) in &manifest.functions {
-        let env = |name: &'static str| {
-            spec.environment
-                .get(name)
-                .cloned()
-                .ok_or_else(|| BuildError::MissingEnv {
-                    function: logical_id.clone(),
-                    binary: spec.binary.clone(),
-                    name,
-                })
+        let env = Env::from_map(spec.environment.clone().into_iter().collect());
+        let failed = |e: ConfigError| match e {
+            ConfigError::Missing(name) => BuildError::MissingEnv {
+                function: logical_id.clone(),
+                binary: spec.binary.clone(),
+                name,
+            },
+            e => BuildError::Config {
+                function: logical_id.clone(),
+                reason: e.to_string(),
+            },
         };
         let mut f = LocalFunction {
             logical_id: logical_id.clone(),
             binary: spec.binary.clone(),
             spec: spec.clone(),
-            implemented: true,
             http: None,
             sqs: None,
             schedule: None,
         };
         match spec.binary.as_str() {
-            "capture-form" => {
-                let config = CaptureConfig::new(
-                    &env("ALLOWED_ORIGINS").unwrap_or_default(),
-                    &env("REDIRECT_ALLOWLIST").unwrap_or_default(),
-                    &env("HONEYPOT_FIELD").unwrap_or_else(|_| "_gotcha".into()),
-                    &env("REQUIRED_FIELDS").unwrap_or_else(|_| "email".into()),
-                )
-                .map_err(|e| BuildError::Config {
-                    function: logical_id.clone(),
-                    reason: e.to_string(),
-                })?;
-                let mut config = config;
-                config.config_cache = ttl_from(
-                    spec.environment
-                        .get("CONFIG_CACHE_SECONDS")
-                        .map(String::as_str),
-                );
-                let handler = Arc::new(CaptureForm::new(
-                    DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?),
-                    EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?),
-                    SqsEventQueue::new(sqs.clone(), env("SCORE_EVENT_QUEUE_URL")?),
-                    config,
-                ));
-                f.http = Some(Arc::new(move |req| {
-                    let handler = handler.clone();
-                    Box::pin(async move { handler.handle(req).await })
-                }));
-            }
+            "capture-form" => f.http = http(CaptureForm::from_env(&aws, &env).map_err(failed)?),
+            "lead-api" => f.http = http(LeadApi::from_env(&aws, &env).map_err(failed)?),
+            "crm-callback" => f.http = http(CrmCallback::from_env(&aws, &env).map_err(failed)?),
+            "score-event" => f.sqs = sqs(ScoreEvent::from_env(&aws, &env).map_err(failed)?),
+            "qualify" => f.sqs = sqs(Qualify::from_env(&aws, &env).map_err(failed)?),
+            "route" => f.sqs = sqs(Route::from_env(&aws, &env).map_err(failed)?),
+            "crm-webhook" => f.sqs = sqs(Deliver::from_env(&aws, &env).map_err(failed)?),
             "outbox-relay" => {
-                let relay = Arc::new(OutboxRelay::new(
-                    DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?),
-                    EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?),
-                ));
-                f.schedule = Some(Arc::new(move |event| {
-                    let relay = relay.clone();
-                    Box::pin(async move {
-                        relay
-                            .handle(event)
-                            .await
-                            .map(|r| format!("published {}", r.published))
-                            .map_err(|e| e.to_string())
-                    })
-                }));
+                f.schedule = schedule(OutboxRelay::from_env(&aws, &env).map_err(failed)?)
             }
-            "sla-tick" => {
-                f.implemented = sla_tick::IMPLEMENTED;
-                f.schedule = Some(Arc::new(|event| {
-                    Box::pin(async move {
-                        sla_tick::handle(event).await;
-                        Ok("ticked".to_owned())
-                    })
-                }));
-            }
-            "score-event" => {
-                let handler = Arc::new(
-                    scoring_parts(&dynamo, &events, &env, spec)
-                        .map(|(s, p, c)| ScoreEvent::new(s, p, c))?,
-                );
-                f.sqs = Some(Arc::new(move |e| {
-                    let handler = handler.clone();
-                    Box::pin(async move { handler.handle(e).await })
-                }));
-            }
-            "qualify" => {
-                let handler = Arc::new(
-                    scoring_parts(&dynamo, &events, &env, spec)
-                        .map(|(s, p, c)| Qualify::new(s, p, c))?,
-                );
-                f.sqs = Some(Arc::new(move |e| {
-                    let handler = handler.clone();
-                    Box::pin(async move { handler.handle(e).await })
-                }));
-            }
-            "route" => {
-                let handler = Arc::new(
-                    scoring_parts(&dynamo, &events, &env, spec)
-                        .map(|(s, p, c)| Route::new(s, p, c))?,
-                );
-                f.sqs = Some(Arc::new(move |e| {
-                    let handler = handler.clone();
-                    Box::pin(async move { handler.handle(e).await })
-                }));
-            }
-            "crm-webhook" => {
-                f.implemented = crm_webhook::IMPLEMENTED;
-                let store = DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?);
-                let lookup = env_lookup(spec);
-                let transport = HttpsTransport::new().map_err(|e| BuildError::Config {
-                    function: logical_id.clone(),
-                    reason: e.to_string(),
-                })?;
-                let handler = Arc::new(Deliver::new(
-                    store.clone(),
-                    transport,
-                    SqsRetryQueue::new(sqs.clone(), env("QUEUE_URL")?, env("DLQ_URL")?),
-                    Secrets::new(lookup.clone(), secrets.clone()),
-                    ActiveConfig::new(store, config_ttl(spec)),
-                    DeliverySettings::from_lookup(|name| lookup(name)),
-                ));
-                f.sqs = Some(Arc::new(move |e| {
-                    let handler = handler.clone();
-                    Box::pin(async move { handler.handle(e).await })
-                }));
-            }
-            "crm-callback" => {
-                let store = DynamoStore::new(dynamo.clone(), env("TABLE_NAME")?);
-                let handler = Arc::new(CrmCallback::new(
-                    store.clone(),
-                    EventBridgePublisher::new(events.clone(), env("EVENT_BUS_NAME")?),
-                    Secrets::new(env_lookup(spec), secrets.clone()),
-                    ActiveConfig::new(store, config_ttl(spec)),
-                ));
-                f.http = Some(Arc::new(move |req| {
-                    let handler = handler.clone();
-                    Box::pin(async move { handler.handle(req).await })
-                }));
-            }
+            "sla-tick" => f.schedule = schedule(SlaTick::from_env(&aws, &env).map_err(failed)?),
             other => {
                 return Err(BuildError::Unknown {
                     function: logical_id.clone(),

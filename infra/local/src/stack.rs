@@ -93,12 +93,11 @@ impl LocalStack {
         Router::new(routes)
     }
 
-    /// A poller for each queue → function mapping of the template whose function is implemented.
+    /// A poller for each queue → function mapping of the template.
     pub fn pollers(&self) -> Vec<Poller> {
         let client = aws_sdk_sqs::Client::new(&self.sdk);
         self.functions
             .values()
-            .filter(|f| f.implemented)
             .filter_map(|f| f.sqs.clone().map(|h| (f, h)))
             .flat_map(|(f, handler)| {
                 let client = client.clone();

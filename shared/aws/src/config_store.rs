@@ -105,7 +105,7 @@ impl ConfigStore for DynamoStore {
                     expected: previous.unwrap_or(0),
                 })
             }
-            Err(e) => Err(StoreError::Unavailable(crate::describe(&e))),
+            Err(e) => Err(StoreError::unavailable(e)),
         }
     }
 }

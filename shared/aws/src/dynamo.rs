@@ -12,8 +12,6 @@ use leadflow_domain::ports::{
 use leadflow_domain::{Email, EventEnvelope, Lead, LeadId, TimelineEntry};
 use uuid::Uuid;
 
-use crate::describe;
-
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// The sparse GSI that lists leads by stage and outbox events by due time.
@@ -89,10 +87,6 @@ fn s(v: impl Into<String>) -> AttributeValue {
 
 fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
-}
-
-fn unavailable(e: impl std::error::Error + 'static) -> StoreError {
-    StoreError::Unavailable(describe(&e))
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -188,7 +182,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         Ok(out.item().cloned())
     }
 
@@ -238,7 +232,7 @@ impl DynamoStore {
                     .await?
                     .ok_or_else(|| corrupt(format!("the {entity} item vanished")))
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(StoreError::unavailable(e)),
         }
     }
 }
@@ -332,7 +326,7 @@ impl LeadStore for DynamoStore {
             _ => None,
         });
         let Some(reasons) = canceled else {
-            return Err(unavailable(err));
+            return Err(StoreError::unavailable(err));
         };
         let failed = |i: usize| {
             reasons
@@ -354,12 +348,12 @@ impl LeadStore for DynamoStore {
                 .await?
             {
                 Some(_) => Err(StoreError::EmailTaken),
-                None => Err(StoreError::Unavailable(describe(&err))),
+                None => Err(StoreError::unavailable(err)),
             },
             // DynamoDB cancels a transaction that collides with another one on an item
             // (TransactionConflict): the caller may retry at once.
             _ if reasons.iter().any(|c| c == "TransactionConflict") => Err(StoreError::Busy),
-            _ => Err(StoreError::Unavailable(format!(
+            _ => Err(StoreError::unavailable(format!(
                 "transaction canceled: {}",
                 reasons.join(", ")
             ))),
@@ -381,7 +375,7 @@ impl LeadStore for DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             for item in out.items() {
                 entries.push(serde_dynamo::from_item(item.clone()).map_err(corrupt)?);
             }
@@ -418,7 +412,7 @@ impl LeadStore for DynamoStore {
                     .request_items(&self.table, requests)
                     .send()
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(StoreError::unavailable)?;
                 requests = out
                     .unprocessed_items()
                     .and_then(|u| u.get(&self.table))
@@ -476,7 +470,7 @@ impl Outbox for DynamoStore {
             .limit(limit.clamp(1, 1000) as i32)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         out.items()
             .iter()
             .map(|item| {
@@ -523,7 +517,7 @@ impl Outbox for DynamoStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(StoreError::unavailable(e)),
         }
     }
 
@@ -547,7 +541,7 @@ impl Outbox for DynamoStore {
                 .set_transact_items(Some(items))
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
         }
         Ok(())
     }
@@ -588,7 +582,7 @@ impl IdempotencyStore for DynamoStore {
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-            Err(e) => return Err(unavailable(e)),
+            Err(e) => return Err(StoreError::unavailable(e)),
         }
         let Some(item) = self
             .get_item(keys::idempotency_pk(key), keys::IDEMPOTENCY_SK)
@@ -628,7 +622,7 @@ impl IdempotencyStore for DynamoStore {
             .expression_attribute_values(":expires", n((now + IDEMPOTENCY_RETENTION).timestamp()))
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         Ok(())
     }
 
@@ -650,7 +644,7 @@ impl IdempotencyStore for DynamoStore {
                 {
                     Ok(())
                 } else {
-                    Err(unavailable(e))
+                    Err(StoreError::unavailable(e))
                 }
             })
     }
@@ -669,7 +663,7 @@ impl Counters for DynamoStore {
             .expression_attribute_values(":entity", s("counter"))
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         Ok(())
     }
 

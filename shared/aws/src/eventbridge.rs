@@ -1,10 +1,8 @@
 use aws_sdk_eventbridge::primitives::DateTime as AwsDateTime;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
-use leadflow_domain::ports::{EventPublisher, PublishError};
+use leadflow_domain::ports::{error_chain, EventPublisher, PublishError};
 use leadflow_domain::{EventEnvelope, EVENT_SOURCE};
-
-use crate::describe;
 
 /// PutEvents takes at most 10 entries a call.
 const MAX_ENTRIES: usize = 10;
@@ -48,7 +46,7 @@ impl EventPublisher for EventBridgePublisher {
             let out = request
                 .send()
                 .await
-                .map_err(|e| PublishError(describe(&e)))?;
+                .map_err(|e| PublishError(error_chain(&e)))?;
             // PutEvents answers 200 even when entries failed; each failed entry says why.
             if out.failed_entry_count() > 0 {
                 let reasons: Vec<String> = out

@@ -1,5 +1,6 @@
-//! AWS adapters behind the domain's ports. Each adapter takes an SDK client built once in
-//! `main`, so a cold start pays for client construction once and warm invocations never.
+//! AWS adapters behind the domain's ports. Each adapter takes an SDK client built once per
+//! process ([`Clients`]), so a cold start pays for client construction once and warm
+//! invocations never.
 //!
 //! The key design of the single table is documented in `docs/data-model.md`.
 
@@ -28,22 +29,82 @@ pub use aws_sdk_secretsmanager;
 pub use aws_sdk_sqs;
 
 /// Loads the SDK configuration from the environment (region, credentials, and
-/// `AWS_ENDPOINT_URL`, which points every client at an emulator such as moto or LocalStack).
+/// `AWS_ENDPOINT_URL`, which points every client at an emulator such as moto or LocalStack;
+/// `AWS_ENDPOINT_URL_DYNAMODB` and its kind point one service elsewhere).
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await
 }
 
-/// Renders an SDK error with its whole chain of causes: the SDK's own `Display` says only
-/// "service error", which tells an operator nothing.
-pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
+/// The SDK clients of a process, each built from one configuration on first use: a function
+/// builds only the clients it uses (and links only the SDK crates its features name), and the
+/// local stack shares one set among all its functions.
+pub struct Clients {
+    sdk: aws_config::SdkConfig,
+    #[cfg(feature = "dynamodb")]
+    dynamodb: std::sync::OnceLock<aws_sdk_dynamodb::Client>,
+    #[cfg(feature = "eventbridge")]
+    eventbridge: std::sync::OnceLock<aws_sdk_eventbridge::Client>,
+    #[cfg(feature = "sqs")]
+    sqs: std::sync::OnceLock<aws_sdk_sqs::Client>,
+    #[cfg(feature = "secretsmanager")]
+    secretsmanager: std::sync::OnceLock<aws_sdk_secretsmanager::Client>,
+}
+
+impl Clients {
+    pub fn new(sdk: aws_config::SdkConfig) -> Self {
+        Self {
+            sdk,
+            #[cfg(feature = "dynamodb")]
+            dynamodb: Default::default(),
+            #[cfg(feature = "eventbridge")]
+            eventbridge: Default::default(),
+            #[cfg(feature = "sqs")]
+            sqs: Default::default(),
+            #[cfg(feature = "secretsmanager")]
+            secretsmanager: Default::default(),
+        }
     }
-    out
+
+    /// The clients of a Lambda function: configured by its environment ([`sdk_config`]).
+    pub async fn from_env() -> Self {
+        Self::new(sdk_config().await)
+    }
+
+    pub fn sdk(&self) -> &aws_config::SdkConfig {
+        &self.sdk
+    }
+
+    #[cfg(feature = "dynamodb")]
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let sdk = &self.sdk;
+        self.dynamodb
+            .get_or_init(|| aws_sdk_dynamodb::Client::new(sdk))
+            .clone()
+    }
+
+    #[cfg(feature = "eventbridge")]
+    pub fn eventbridge(&self) -> aws_sdk_eventbridge::Client {
+        let sdk = &self.sdk;
+        self.eventbridge
+            .get_or_init(|| aws_sdk_eventbridge::Client::new(sdk))
+            .clone()
+    }
+
+    #[cfg(feature = "sqs")]
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let sdk = &self.sdk;
+        self.sqs
+            .get_or_init(|| aws_sdk_sqs::Client::new(sdk))
+            .clone()
+    }
+
+    #[cfg(feature = "secretsmanager")]
+    pub fn secretsmanager(&self) -> aws_sdk_secretsmanager::Client {
+        let sdk = &self.sdk;
+        self.secretsmanager
+            .get_or_init(|| aws_sdk_secretsmanager::Client::new(sdk))
+            .clone()
+    }
 }

@@ -14,10 +14,6 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn unavailable(e: impl std::error::Error + 'static) -> StoreError {
-    StoreError::Unavailable(crate::describe(&e))
-}
-
 impl RoutingState for DynamoStore {
     async fn next_turn(&self, pool: &str) -> Result<u64, StoreError> {
         let out = self
@@ -32,7 +28,7 @@ impl RoutingState for DynamoStore {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         out.attributes()
             .and_then(|a| a.get("turns"))
             .and_then(|v| v.as_n().ok())
@@ -73,7 +69,7 @@ impl RoutingState for DynamoStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(StoreError::unavailable(e)),
         }
     }
 
@@ -96,7 +92,7 @@ impl RoutingState for DynamoStore {
                 {
                     Ok(())
                 } else {
-                    Err(unavailable(e))
+                    Err(StoreError::unavailable(e))
                 }
             })
     }

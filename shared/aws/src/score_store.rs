@@ -160,7 +160,7 @@ impl ScoreStore for DynamoStore {
             Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
                 c.cancellation_reasons().iter().map(|r| r.code().unwrap_or_default().to_owned()).collect()
             }
-            _ => return Err(StoreError::Unavailable(crate::describe(&err))),
+            _ => return Err(StoreError::unavailable(err)),
         };
         let failed = |i: usize| {
             reasons
@@ -190,7 +190,7 @@ impl ScoreStore for DynamoStore {
                 }),
             }
         } else {
-            Err(StoreError::Unavailable(format!(
+            Err(StoreError::unavailable(format!(
                 "transaction canceled: {}",
                 reasons.join(", ")
             )))
@@ -211,7 +211,7 @@ impl ScoreStore for DynamoStore {
             )
             .send()
             .await
-            .map_err(|e| StoreError::Unavailable(crate::describe(&e)))?;
+            .map_err(StoreError::unavailable)?;
         Ok(())
     }
 
@@ -230,7 +230,7 @@ impl ScoreStore for DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| StoreError::Unavailable(crate::describe(&e)))?;
+                .map_err(StoreError::unavailable)?;
             for item in out.items() {
                 events.push(serde_json::from_str(get_s(item, "event")?).map_err(corrupt)?);
             }
@@ -272,7 +272,7 @@ impl ScoreStore for DynamoStore {
             .limit(limit.clamp(1, 1000) as i32)
             .send()
             .await
-            .map_err(|e| StoreError::Unavailable(crate::describe(&e)))?;
+            .map_err(StoreError::unavailable)?;
         out.items()
             .iter()
             .map(|item| {
@@ -316,7 +316,7 @@ impl ScoreStore for DynamoStore {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| StoreError::Unavailable(crate::describe(&e)))?;
+            .map_err(StoreError::unavailable)?;
         let members = out
             .items()
             .iter()

@@ -92,7 +92,7 @@ impl Secrets {
                     } else {
                         SecretError::Unavailable {
                             reference: reference.to_owned(),
-                            reason: crate::describe(&e),
+                            reason: leadflow_domain::ports::error_chain(&e),
                         }
                     }
                 })?;

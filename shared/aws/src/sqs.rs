@@ -5,10 +5,8 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
 };
 use aws_sdk_sqs::Client;
-use leadflow_domain::ports::{QueueError, TrackedEventQueue};
+use leadflow_domain::ports::{error_chain, QueueError, TrackedEventQueue};
 use leadflow_domain::TrackedEvent;
-
-use crate::describe;
 
 /// SendMessageBatch takes at most 10 messages a call.
 const MAX_BATCH: usize = 10;
@@ -51,7 +49,7 @@ impl TrackedEventQueue for SqsEventQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| QueueError(describe(&e)))?;
+                .map_err(|e| QueueError(error_chain(&e)))?;
             // A batch can fail in part; the client retries the request (event ids make it safe).
             if !out.failed().is_empty() {
                 let reasons: Vec<_> = out
@@ -101,7 +99,7 @@ impl leadflow_domain::ports::RetryQueue for SqsRetryQueue {
             .visibility_timeout(delay_seconds.min(43_200) as i32)
             .send()
             .await
-            .map_err(|e| QueueError(describe(&e)))?;
+            .map_err(|e| QueueError(error_chain(&e)))?;
         Ok(())
     }
 
@@ -118,7 +116,7 @@ impl leadflow_domain::ports::RetryQueue for SqsRetryQueue {
             .message_attributes(DEAD_LETTER_REASON, attribute)
             .send()
             .await
-            .map_err(|e| QueueError(describe(&e)))?;
+            .map_err(|e| QueueError(error_chain(&e)))?;
         Ok(())
     }
 }
@@ -194,7 +192,7 @@ async fn receive(
         .message_attribute_names("All")
         .send()
         .await
-        .map_err(|e| QueueError(describe(&e)))?;
+        .map_err(|e| QueueError(error_chain(&e)))?;
     Ok(out.messages.unwrap_or_default())
 }
 
@@ -221,7 +219,7 @@ async fn release(client: &Client, queue_url: &str, handles: &[&str]) -> Result<(
         .set_entries(Some(entries))
         .send()
         .await
-        .map_err(|e| QueueError(describe(&e)))?;
+        .map_err(|e| QueueError(error_chain(&e)))?;
     batch_failures(out.failed())
 }
 
@@ -319,7 +317,7 @@ pub async fn redrive(
                     failed(
                         &report,
                         "sending to the queue failed",
-                        QueueError(describe(&e)),
+                        QueueError(error_chain(&e)),
                     )
                 })?;
             // Delete exactly the messages whose send succeeded.
@@ -347,7 +345,7 @@ pub async fn redrive(
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| QueueError(describe(&e)))
+                    .map_err(|e| QueueError(error_chain(&e)))
                     .and_then(|out| batch_failures(out.failed()));
                 for m in &sent {
                     report.moved += 1;

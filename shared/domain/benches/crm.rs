@@ -9,10 +9,10 @@ use std::hint::black_box;
 
 use chrono::{DateTime, Duration, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
+use leadflow_domain::assignment::{AssignedTo, Assignment};
 use leadflow_domain::crm::{Activity, CrmUpdate, LeadContext, LeadRoutedPayload};
 use leadflow_domain::lead::SubmissionContext;
 use leadflow_domain::lead_score::LeadScore;
-use leadflow_domain::routing::{AssignedTo, Assignment};
 use leadflow_domain::scoring::{BehaviourEvent, FitProfile, ScoreState, ScoringModel};
 use leadflow_domain::webhook::WebhookSecret;
 use leadflow_domain::{Lead, LeadId, SubmissionRules, TrackedEvent};

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::submission::FieldErrors;
+use crate::fields::FieldErrors;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
@@ -51,7 +51,7 @@ pub struct Bant {
 }
 
 impl Bant {
-    /// Is every part known? (DOMAIN.md: an SQL needs BANT.)
+    /// Is every part known? (docs/domain.md: an SQL needs BANT.)
     pub fn is_complete(&self) -> bool {
         self.budget.is_some()
             && self.authority.is_some_and(|a| a != Authority::Unknown)

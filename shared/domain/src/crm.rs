@@ -1,6 +1,7 @@
-//! The CRM handover (DOMAIN.md steps 5 and 6): what a CRM receives about a routed lead, when a
-//! failed delivery is tried again, and what the CRM's answers (accepted, qualified, ...) do to
-//! the lead. Pure: the crm-webhook function does the sending and storing.
+//! The CRM handover (docs/domain.md, "Handover and SLA" and "Sales feedback"): what a CRM
+//! receives about a routed lead, when a failed delivery is tried again, and what the CRM's
+//! answers (accepted, qualified, ...) do to the lead. Pure: the crm-webhook and crm-callback
+//! functions do the sending and storing.
 
 use std::collections::BTreeMap;
 
@@ -8,14 +9,18 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::assignment::Assignment;
 use crate::bant::Bant;
+use crate::change::Change;
+use crate::crm_record::{CrmRecord, CrmStatus, Money};
+use crate::events::LeadEvent;
+use crate::fields::FieldErrors;
 use crate::lead::{Consent, Lead, LeadId, Utm};
 use crate::lead_score::LeadScore;
-use crate::routing::Assignment;
 use crate::scoring::{Contribution, Grade, Points, ScoreBand, Temperature, TopEvent};
 use crate::stage::{Stage, TransitionError};
-use crate::submission::FieldErrors;
-use crate::timeline::{Actor, TimelineEntry};
+use crate::tag::Tag;
+use crate::timeline::{Actor, TimelineAction, TimelineEntry};
 use crate::tracking::TrackedEvent;
 
 /// Version of the delivered payload (docs/crm-webhook.schema.json). Fields may be added
@@ -51,7 +56,7 @@ pub struct LeadRoutedPayload {
     pub data: LeadContext,
 }
 
-/// Everything known about a routed lead (DOMAIN.md: what sales and partners receive).
+/// Everything known about a routed lead (docs/domain.md: what sales and partners receive).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeadContext {
     pub lead_id: LeadId,
@@ -126,7 +131,7 @@ pub struct ActivitySummary {
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
     pub url: Option<String>,
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     /// What scoring made of it (points, capped, ...).
     pub scored: Value,
 }
@@ -259,82 +264,6 @@ impl RetryPolicy {
         let delay = Duration::milliseconds(jittered as i64).max(Duration::seconds(1));
         Some(delay.min(remaining))
     }
-}
-
-/// What a CRM tells about a lead (`POST /crm/events`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CrmStatus {
-    Accepted,
-    Qualified,
-    Opportunity,
-    Won,
-    Lost,
-    Rejected,
-    Recycled,
-}
-
-impl CrmStatus {
-    pub const ALL: [CrmStatus; 7] = [
-        CrmStatus::Accepted,
-        CrmStatus::Qualified,
-        CrmStatus::Opportunity,
-        CrmStatus::Won,
-        CrmStatus::Lost,
-        CrmStatus::Rejected,
-        CrmStatus::Recycled,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CrmStatus::Accepted => "accepted",
-            CrmStatus::Qualified => "qualified",
-            CrmStatus::Opportunity => "opportunity",
-            CrmStatus::Won => "won",
-            CrmStatus::Lost => "lost",
-            CrmStatus::Rejected => "rejected",
-            CrmStatus::Recycled => "recycled",
-        }
-    }
-
-    /// The stage the status moves the lead to. A lost deal goes back to marketing as Recycled
-    /// (the loop of DOMAIN.md); the CRM status keeps that it was lost.
-    pub fn stage(&self) -> Stage {
-        match self {
-            CrmStatus::Accepted => Stage::Sal,
-            CrmStatus::Qualified => Stage::Sql,
-            CrmStatus::Opportunity => Stage::Opportunity,
-            CrmStatus::Won => Stage::Customer,
-            CrmStatus::Lost | CrmStatus::Recycled => Stage::Recycled,
-            CrmStatus::Rejected => Stage::Rejected,
-        }
-    }
-}
-
-/// An amount of money in whole units of an ISO 4217 currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Money {
-    pub amount: u64,
-    pub currency: String,
-}
-
-/// How the lead is known in the CRM and what the CRM last said.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CrmRecord {
-    /// The secret reference of the CRM that called back: CRMs are told apart by their secret.
-    pub crm: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
-    pub status: CrmStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opportunity: Option<Money>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub at: DateTime<Utc>,
-    /// The webhook-ids of this CRM's latest callbacks that changed the lead: a callback
-    /// re-run after its answer was lost is recognised and changes nothing a second time.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub recent_webhook_ids: Vec<String>,
 }
 
 /// How many applied webhook-ids a lead remembers.
@@ -552,8 +481,8 @@ pub enum CrmUpdateError {
 pub struct CrmChange {
     pub from: Stage,
     pub to: Stage,
-    pub timeline: Vec<TimelineEntry>,
-    /// `StageChanged` to announce, when the stage moved.
+    /// The timeline entry, and `StageChanged` when the stage moved.
+    pub change: Change,
     pub stage_changed: bool,
 }
 
@@ -636,7 +565,7 @@ pub fn apply_update(
         CrmStatus::Accepted | CrmStatus::Qualified | CrmStatus::Opportunity | CrmStatus::Won => {
             // Sales took the lead (whichever step the CRM reports first): the SLA clock stops.
             if let Some(a) = lead.assignment.as_mut() {
-                a.accepted_at.get_or_insert(now);
+                a.accept(now);
             }
         }
         CrmStatus::Lost | CrmStatus::Recycled if from != to => {
@@ -650,20 +579,29 @@ pub fn apply_update(
     lead.stage = to;
     lead.updated_at = now;
     let action = if from == to {
-        "crm_status"
+        TimelineAction::CrmStatus
     } else {
-        "stage_changed"
+        TimelineAction::StageChanged
     };
+    let mut change = Change::entry(TimelineEntry {
+        at: now,
+        actor: actor.clone(),
+        action,
+        detail,
+        reason: update.reason.clone(),
+    });
+    if from != to {
+        change.events.push(LeadEvent::StageChanged {
+            from,
+            to,
+            actor,
+            reason: update.reason.clone(),
+        });
+    }
     Ok(CrmChange {
         from,
         to,
-        timeline: vec![TimelineEntry {
-            at: now,
-            actor,
-            action: action.into(),
-            detail,
-            reason: update.reason.clone(),
-        }],
+        change,
         stage_changed: from != to,
     })
 }
@@ -744,8 +682,8 @@ mod tests {
     }
 
     fn routed_lead() -> Lead {
+        use crate::assignment::AssignedTo;
         use crate::lead::SubmissionContext;
-        use crate::routing::AssignedTo;
         use crate::submission::SubmissionRules;
         let at: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
         let raw = vec![("email".to_owned(), "a@b.de".to_owned())];
@@ -784,7 +722,15 @@ mod tests {
         );
         assert_eq!(lead.stage, Stage::Sal);
         assert_eq!(lead.assignment.as_ref().unwrap().accepted_at, Some(now));
-        assert_eq!(change.timeline[0].actor, Actor::Crm("anna".into()));
+        assert_eq!(change.change.timeline[0].actor, Actor::Crm("anna".into()));
+        assert!(matches!(
+            change.change.events[..],
+            [LeadEvent::StageChanged {
+                from: Stage::Mql,
+                to: Stage::Sal,
+                ..
+            }]
+        ));
         assert_eq!(
             lead.crm.as_ref().unwrap().external_id.as_deref(),
             Some("006A1")
@@ -799,6 +745,11 @@ mod tests {
         let again =
             apply_update(&mut lead, &accepted, "env:CRM", "msg_accepted_again", later).unwrap();
         assert!(!again.stage_changed);
+        assert!(
+            again.change.events.is_empty(),
+            "no stage move, nothing announced"
+        );
+        assert_eq!(again.change.timeline[0].action, TimelineAction::CrmStatus);
         assert_eq!(lead.assignment.as_ref().unwrap().accepted_at, Some(now));
         // Another CRM record for the same lead is refused.
         let other =
@@ -877,9 +828,9 @@ mod tests {
             lead.assignment.is_none(),
             "routed afresh when it qualifies again"
         );
-        assert!(change.timeline[0].detail["previous_assignment"].is_object());
+        assert!(change.change.timeline[0].detail["previous_assignment"].is_object());
         assert_eq!(
-            change.timeline[0].reason.as_deref(),
+            change.change.timeline[0].reason.as_deref(),
             Some("budget next year")
         );
     }

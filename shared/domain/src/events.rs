@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::assignment::Assignment;
 use crate::lead::{Lead, LeadId};
 use crate::scoring::{Grade, Points, ScoreBand, Temperature};
 use crate::stage::Stage;
@@ -43,9 +44,7 @@ pub enum LeadEvent {
         reason: String,
     },
     /// The lead was assigned (owner, manager queue or partner), with the rule that matched.
-    LeadRouted {
-        assignment: crate::routing::Assignment,
-    },
+    LeadRouted { assignment: Assignment },
     /// A lead moved along the lifecycle.
     StageChanged {
         from: Stage,

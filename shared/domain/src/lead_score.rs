@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::lead::LeadId;
-use crate::scoring::{ScoreSnapshot, ScoreState};
+use crate::scoring::{HalfLife, ScoreSnapshot, ScoreState};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeadScore {
@@ -40,4 +40,30 @@ pub struct SegmentMember {
     pub lead_id: LeadId,
     pub weight: f64,
     pub at: DateTime<Utc>,
+}
+
+impl SegmentMember {
+    /// The interest at `now`: decayed with the model's interest half-life since `at`.
+    pub fn weight_at(&self, half_life: HalfLife, now: DateTime<Utc>) -> f64 {
+        self.weight * half_life.remaining(now - self.at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_s_interest_halves_each_half_life_and_never_grows() {
+        let at: DateTime<Utc> = "2026-11-01T00:00:00Z".parse().unwrap();
+        let m = SegmentMember {
+            lead_id: LeadId::new_at(at),
+            weight: 2.0,
+            at,
+        };
+        let hl = HalfLife::days(30.0).unwrap();
+        assert!((m.weight_at(hl, at + chrono::Duration::days(30)) - 1.0).abs() < 1e-12);
+        assert!((m.weight_at(hl, at + chrono::Duration::days(60)) - 0.5).abs() < 1e-12);
+        assert_eq!(m.weight_at(hl, at - chrono::Duration::days(1)), 2.0);
+    }
 }

@@ -6,12 +6,30 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::email::Email;
 use crate::events::EventEnvelope;
 use crate::lead::{Lead, LeadId};
 use crate::timeline::TimelineEntry;
-use crate::Email;
 
-/// Why a store call failed. `Unavailable` is worth a retry; the others are answers.
+/// What made a store unavailable (an SDK error with its causes, a cancelled transaction).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error with all its causes, `outer: inner: innermost`: SDK errors say only "service
+/// error" at the top, which tells an operator nothing.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// Why a store call failed. Conflicts ([`StoreError::is_conflict`]) are lost races worth an
+/// immediate new attempt; `Unavailable` is worth a retry later; `Corrupt` is a bug or damaged
+/// data that no retry mends; the others are answers.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A lead with this e-mail exists already (the e-mail lookup item won the race).
@@ -28,8 +46,22 @@ pub enum StoreError {
     AlreadyProcessed,
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the store is unavailable: {}", error_chain(.0.as_ref()))]
+    Unavailable(#[source] Cause),
+}
+
+impl StoreError {
+    pub fn unavailable(cause: impl Into<Cause>) -> Self {
+        StoreError::Unavailable(cause.into())
+    }
+
+    /// Lost a race to a concurrent writer: reading again and deciding again may succeed.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            StoreError::EmailTaken | StoreError::VersionConflict { .. } | StoreError::Busy
+        )
+    }
 }
 
 /// One atomic change of a lead: the lead item, its timeline entries and the events to announce
@@ -166,7 +198,7 @@ pub trait TrackedEventQueue: Send + Sync {
     /// Enqueues all events; Ok only when every one is on the queue.
     fn enqueue(
         &self,
-        events: &[crate::TrackedEvent],
+        events: &[crate::tracking::TrackedEvent],
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
@@ -197,7 +229,7 @@ pub struct ScoreWrite {
     pub score: crate::lead_score::LeadScore,
     /// `None` for the lead's first score; otherwise the version read before.
     pub expected_version: Option<u64>,
-    pub event: crate::TrackedEvent,
+    pub event: crate::tracking::TrackedEvent,
     /// What the event counted for (kept on the activity).
     pub applied: serde_json::Value,
     pub events: Vec<EventEnvelope>,
@@ -219,12 +251,12 @@ pub trait ScoreStore: Send + Sync {
     fn park_anonymous(
         &self,
         key: &str,
-        event: &crate::TrackedEvent,
+        event: &crate::tracking::TrackedEvent,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn anonymous_events(
         &self,
         key: &str,
-    ) -> impl Future<Output = Result<Vec<crate::TrackedEvent>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<crate::tracking::TrackedEvent>, StoreError>> + Send;
     /// Makes `lead` the owner of the history under `key`, unless another lead owns it; returns the owner.
     fn claim_anonymous(
         &self,

@@ -1,17 +1,24 @@
-//! Routing (DOMAIN.md step 4): which pool a sales-ready lead goes to, and inside a pool, whose
-//! turn it is. Configuration as data (the `routing:` section of config/leadflow.yaml), validated
-//! on parse; the decisions are pure functions, the shared round-robin counter lives in the store.
+//! Routing (docs/domain.md, "Routing"): which pool a sales-ready lead goes to, and inside a
+//! pool, whose turn it is. Configuration as data (the `routing:` section of
+//! config/leadflow.yaml), validated on parse. The decisions are pure: [`RoutingConfig::plan`]
+//! picks the pool and what kind of target it has, [`RoutingPlan::candidate`] says whether the
+//! owner of a round-robin turn may take the lead, and [`assign`] makes the [`Assignment`]. The
+//! shared state (the pool's turn counter, daily caps) lives in the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::assignment::{AssignedTo, Assignment, Id};
+use crate::change::Change;
+use crate::events::LeadEvent;
+use crate::lead::Lead;
 use crate::scoring::{Grade, Temperature};
-use crate::Lead;
-
-/// An owner (sales rep), a pool or a partner, by id: `[a-z0-9-]+`.
-pub type Id = String;
+use crate::sla::SlaPolicy;
+use crate::stage::Stage;
+use crate::tag::Tag;
+use crate::timeline::{TimelineAction, TimelineEntry};
 
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -92,9 +99,7 @@ impl Owner {
         let sells = self.products.is_empty()
             || self.products.iter().any(|p| {
                 f.product.is_some_and(|lp| lp.eq_ignore_ascii_case(p))
-                    || f.interests
-                        .get(&p.to_lowercase())
-                        .is_some_and(|w| *w >= INTEREST_THRESHOLD)
+                    || f.interested_in(&p.to_lowercase())
             });
         in_territory && sells
     }
@@ -106,13 +111,6 @@ pub struct Partner {
     pub id: Id,
     pub name: String,
     pub crm: CrmTarget,
-}
-
-/// How fast the owner must accept (the SLA issue acts on the deadline).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolSla {
-    pub accept_within_hours: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,14 +126,9 @@ pub struct Pool {
     /// The pool is a distribution partner / reseller: the lead is offered to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner: Option<Id>,
-    #[serde(default = "default_sla")]
-    pub sla: PoolSla,
-}
-
-fn default_sla() -> PoolSla {
-    PoolSla {
-        accept_within_hours: 24,
-    }
+    /// How fast the pool's owners must accept a lead.
+    #[serde(default)]
+    pub sla: SlaPolicy,
 }
 
 /// Conditions are ANDed; an empty list matches anything. The first rule that matches picks
@@ -150,7 +143,7 @@ pub struct RoutingRule {
     pub postcode_prefixes: Vec<String>,
     /// The lead is interested in one of these tags (interest weight at least 0.5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags_any: Vec<String>,
+    pub tags_any: Vec<Tag>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub campaigns: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -176,6 +169,15 @@ pub struct RoutingFacts<'a> {
     pub product: Option<&'a str>,
 }
 
+impl RoutingFacts<'_> {
+    /// Whether the lead's interest in `tag` is strong enough to route on.
+    fn interested_in(&self, tag: &str) -> bool {
+        self.interests
+            .get(tag)
+            .is_some_and(|w| *w >= INTEREST_THRESHOLD)
+    }
+}
+
 impl RoutingRule {
     pub fn matches(&self, f: &RoutingFacts<'_>) -> bool {
         let eq = |list: &[String], v: Option<&String>| {
@@ -189,11 +191,7 @@ impl RoutingRule {
                         .any(|x| p.starts_with(x.as_str()))
                 }))
             && (self.tags_any.is_empty()
-                || self.tags_any.iter().any(|t| {
-                    f.interests
-                        .get(&t.to_lowercase())
-                        .is_some_and(|w| *w >= INTEREST_THRESHOLD)
-                }))
+                || self.tags_any.iter().any(|t| f.interested_in(t.as_str())))
             && eq(
                 &self.campaigns,
                 f.lead.campaign.as_ref().or(f.lead.utm.campaign.as_ref()),
@@ -317,11 +315,8 @@ impl RoutingConfig {
                     p.id
                 ));
             }
-            if p.sla.accept_within_hours == 0 {
-                return Err(format!(
-                    "pools.{}.sla.accept_within_hours must be at least 1",
-                    p.id
-                ));
+            if let Some(problem) = p.sla.problem() {
+                return Err(format!("pools.{}.sla.{problem}", p.id));
             }
         }
         if !pool_ids.contains(&raw.default_pool) {
@@ -396,6 +391,37 @@ impl RoutingConfig {
         (rule, pool)
     }
 
+    /// Where the lead goes: the pool of the first matching rule (else the default pool), and
+    /// within it the partner, the staging manager's queue, or the members' turns. A hot lead
+    /// skips the manager's queue (the fast track).
+    pub fn plan(&self, facts: &RoutingFacts<'_>) -> RoutingPlan<'_> {
+        let (rule, pool) = self.pool_for(facts);
+        let hot = facts.temperature == Temperature::Hot;
+        let staging = pool.staging_manager.as_ref().and_then(|m| self.owner(m));
+        let target = match (pool.partner.as_ref().and_then(|p| self.partner(p)), staging) {
+            (Some(partner), _) => Target::Partner(partner),
+            (None, Some(manager)) if !hot => Target::ManagerQueue(manager),
+            _ => Target::Members {
+                order: self.sequence(pool),
+                // Everyone away or full: the pool's manager (or the first member's) decides.
+                fallback: staging.or_else(|| {
+                    pool.members
+                        .first()
+                        .and_then(|m| self.owner(m))
+                        .and_then(|o| o.manager.as_ref())
+                        .and_then(|m| self.owner(m))
+                }),
+            },
+        };
+        RoutingPlan {
+            config: self,
+            rule,
+            pool,
+            fast_track: hot && staging.is_some(),
+            target,
+        }
+    }
+
     /// The pool's turn order over one cycle: smooth weighted round-robin (nginx's), so owners
     /// of weights 1:2:1 take turns b a b c rather than a b b c, and slot `n` of an atomic
     /// counter maps to `sequence[n % len]`: exact shares however many routes run at once.
@@ -422,35 +448,145 @@ impl RoutingConfig {
     }
 }
 
-/// Who has the lead now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum AssignedTo {
-    /// A sales rep, whose turn it was.
-    Owner { id: Id, name: String, email: String },
-    /// A manager's queue (a pool that stages leads); the manager assigns by hand.
-    ManagerQueue { id: Id, name: String, email: String },
-    /// A distribution partner / reseller.
-    Partner { id: Id, name: String },
+/// What a plan hands the lead to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target<'c> {
+    /// The pool is a partner's: the lead is offered to the partner.
+    Partner(&'c Partner),
+    /// The pool stages its leads in this manager's queue.
+    ManagerQueue(&'c Owner),
+    /// The members take turns in this order (one cycle of the weighted round-robin); when
+    /// nobody can take the lead, it goes to `fallback`'s queue.
+    Members {
+        order: Vec<Id>,
+        fallback: Option<&'c Owner>,
+    },
 }
 
-/// A routing decision with its why: the rule that matched (none: the default pool), the pool,
-/// the config version, and by when the lead must be accepted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    pub assigned_to: AssignedTo,
-    pub pool: Id,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<Id>,
-    /// A hot lead that skipped the pool's manager queue.
-    #[serde(default)]
+/// A routing decision before the round-robin turn is taken: the rule, the pool, the target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingPlan<'c> {
+    config: &'c RoutingConfig,
+    pub rule: Option<&'c RoutingRule>,
+    pub pool: &'c Pool,
     pub fast_track: bool,
-    pub config_version: u64,
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub sla_deadline: chrono::DateTime<chrono::Utc>,
-    /// When the owner accepted the lead (the CRM said `accepted`): the SLA clock stops.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accepted_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub target: Target<'c>,
+}
+
+impl<'c> RoutingPlan<'c> {
+    /// How many turns to take before deciding that no member can take the lead: twice round.
+    pub fn turns_to_try(&self) -> usize {
+        match &self.target {
+            Target::Members { order, .. } => order.len() * 2,
+            _ => 0,
+        }
+    }
+
+    /// The member whose turn number `turn` (1, 2, 3, ...) is, if they may take the lead on
+    /// `day`: present, and covering its territory and products. A daily cap is shared state:
+    /// the caller takes a slot for an owner who has one.
+    pub fn candidate(
+        &self,
+        turn: u64,
+        facts: &RoutingFacts<'_>,
+        day: NaiveDate,
+    ) -> Option<&'c Owner> {
+        let Target::Members { order, .. } = &self.target else {
+            return None;
+        };
+        if order.is_empty() {
+            return None;
+        }
+        let id = &order[(turn.saturating_sub(1) % order.len() as u64) as usize];
+        self.config
+            .owner(id)
+            .filter(|o| !o.is_absent(day) && o.covers(facts))
+    }
+}
+
+/// Why a lead could not be assigned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    /// Every member is away or full and the pool has no manager to queue the lead for.
+    #[error("nobody in pool {pool} can take a lead today")]
+    NobodyAvailable { pool: Id },
+}
+
+fn owner_as(o: &Owner, kind: fn(Id, String, String) -> AssignedTo) -> AssignedTo {
+    kind(o.id.clone(), o.name.clone(), o.email.clone())
+}
+
+/// The assignment a plan makes at `now`: to the partner, to the manager's queue, or to the
+/// member whose turn it was (`picked`, found with [`RoutingPlan::candidate`]); when no member
+/// was picked, to the fallback manager's queue. The SLA deadline follows the pool's policy.
+pub fn assign(
+    plan: &RoutingPlan<'_>,
+    picked: Option<&Owner>,
+    config_version: u64,
+    now: DateTime<Utc>,
+) -> Result<Assignment, RoutingError> {
+    let queue = |id, name, email| AssignedTo::ManagerQueue { id, name, email };
+    let owner = |id, name, email| AssignedTo::Owner { id, name, email };
+    let assigned_to = match (&plan.target, picked) {
+        (Target::Partner(p), _) => AssignedTo::Partner {
+            id: p.id.clone(),
+            name: p.name.clone(),
+        },
+        (Target::ManagerQueue(m), _) => owner_as(m, queue),
+        (Target::Members { .. }, Some(o)) => owner_as(o, owner),
+        (
+            Target::Members {
+                fallback: Some(m), ..
+            },
+            None,
+        ) => owner_as(m, queue),
+        (Target::Members { fallback: None, .. }, None) => {
+            return Err(RoutingError::NobodyAvailable {
+                pool: plan.pool.id.clone(),
+            })
+        }
+    };
+    Ok(Assignment {
+        assigned_to,
+        pool: plan.pool.id.clone(),
+        rule: plan.rule.map(|r| r.id.clone()),
+        fast_track: plan.fast_track,
+        config_version,
+        at: now,
+        sla_deadline: plan.pool.sla.deadline(now),
+        accepted_at: None,
+    })
+}
+
+impl Lead {
+    /// A sales-ready lead that nobody works yet: an MQL without an assignment.
+    pub fn awaits_routing(&self) -> bool {
+        self.assignment.is_none() && self.stage == Stage::Mql
+    }
+
+    /// Hands the lead to `assignment`'s target: recorded with the rule that chose it and
+    /// announced as `LeadRouted` (the CRM delivery follows from it).
+    pub fn assign(&mut self, assignment: Assignment, now: DateTime<Utc>) -> Change {
+        let reason = match &assignment.rule {
+            Some(r) => format!(
+                "rule {r} matched (config version {})",
+                assignment.config_version
+            ),
+            None => format!(
+                "no rule matched: default pool (config version {})",
+                assignment.config_version
+            ),
+        };
+        let entry = TimelineEntry::system(
+            now,
+            TimelineAction::Routed,
+            serde_json::json!({ "assignment": assignment }),
+        )
+        .because(reason);
+        self.assignment = Some(assignment.clone());
+        self.updated_at = now;
+        Change::entry(entry).with_event(LeadEvent::LeadRouted { assignment })
+    }
 }
 
 fn crm_ok(crm: &CrmTarget) -> Result<(), String> {

@@ -3,7 +3,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// The lifecycle stage of a lead: the shared language of marketing and sales (DOMAIN.md).
+use crate::scoring::ScoreSnapshot;
+
+/// The lifecycle stage of a lead: the shared language of marketing and sales (docs/domain.md,
+/// "Lifecycle stages").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Stage {
     Raw,
@@ -55,7 +58,7 @@ impl Stage {
         Stage::Recycled,
     ];
 
-    /// The stages this one may move to. The loop of DOMAIN.md: sales hands leads back to
+    /// The stages this one may move to. The loop of docs/domain.md: sales hands leads back to
     /// marketing as Recycled (may qualify again) or Rejected (never buys, a terminal stage);
     /// a Customer stays a Customer and is cared for by marketing without leaving the stage.
     pub fn allowed_next(self) -> &'static [Stage] {
@@ -88,6 +91,25 @@ impl Stage {
                 to,
                 allowed: self.allowed_next().to_vec(),
             })
+        }
+    }
+
+    /// The stage a lead at this stage has earned with `score`, when it moves: Engaged for a
+    /// score over the engagement threshold, MQL for one over the MQL threshold with the
+    /// demographic minimum met. Qualification only moves a lead forward (Inquiry and Recycled
+    /// to Engaged, any of them to MQL) and never demotes it; from MQL on, sales moves it.
+    pub fn earned(self, score: &ScoreSnapshot) -> Option<Stage> {
+        let target = if score.is_mql() {
+            Stage::Mql
+        } else if score.is_engaged() {
+            Stage::Engaged
+        } else {
+            return None;
+        };
+        match (self, target) {
+            (Stage::Inquiry | Stage::Engaged | Stage::Recycled, Stage::Mql) => Some(Stage::Mql),
+            (Stage::Inquiry | Stage::Recycled, Stage::Engaged) => Some(Stage::Engaged),
+            _ => None,
         }
     }
 
@@ -166,6 +188,70 @@ mod tests {
 
     fn stage() -> impl Strategy<Value = Stage> {
         proptest::sample::select(Stage::ALL.to_vec())
+    }
+
+    fn score(band: crate::scoring::ScoreBand, minimum: bool) -> ScoreSnapshot {
+        use crate::scoring::{Grade, Points, Temperature};
+        ScoreSnapshot {
+            at: "2026-11-22T12:00:00Z".parse().unwrap(),
+            score: Points::ZERO,
+            behaviour: Points::ZERO,
+            fit: Points::ZERO,
+            grade: Grade::B,
+            temperature: Temperature::Warm,
+            recent_points: Points::ZERO,
+            band,
+            product: None,
+            meets_mql_minimum: minimum,
+            contributions: vec![],
+            top_events: vec![],
+        }
+    }
+
+    #[test]
+    fn earned_stages_only_move_forward() {
+        use crate::scoring::ScoreBand::{Engaged as E, Low, Mql as M};
+        assert_eq!(Inquiry.earned(&score(E, false)), Some(Engaged));
+        assert_eq!(Inquiry.earned(&score(M, true)), Some(Mql));
+        assert_eq!(Engaged.earned(&score(M, true)), Some(Mql));
+        assert_eq!(
+            Engaged.earned(&score(Low, true)),
+            None,
+            "a cooling score never demotes"
+        );
+        assert_eq!(Mql.earned(&score(M, true)), None, "MQL once");
+        assert_eq!(Sal.earned(&score(M, true)), None, "sales owns the lead");
+        assert_eq!(Rejected.earned(&score(M, true)), None);
+    }
+
+    #[test]
+    fn mql_needs_the_demographic_minimum() {
+        use crate::scoring::ScoreBand;
+        assert_eq!(Inquiry.earned(&score(ScoreBand::Mql, false)), Some(Engaged));
+    }
+
+    #[test]
+    fn recycled_leads_qualify_again() {
+        use crate::scoring::ScoreBand;
+        assert_eq!(Recycled.earned(&score(ScoreBand::Mql, true)), Some(Mql));
+        assert_eq!(
+            Recycled.earned(&score(ScoreBand::Engaged, true)),
+            Some(Engaged)
+        );
+    }
+
+    #[test]
+    fn an_earned_stage_is_always_an_allowed_move() {
+        use crate::scoring::ScoreBand;
+        for from in Stage::ALL {
+            for band in [ScoreBand::Low, ScoreBand::Engaged, ScoreBand::Mql] {
+                for minimum in [false, true] {
+                    if let Some(to) = from.earned(&score(band, minimum)) {
+                        assert!(from.can_move_to(to), "{from} -> {to}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

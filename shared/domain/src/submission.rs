@@ -2,15 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::email::{Email, EmailError};
+use crate::fields::FieldErrors;
 use crate::lead::Utm;
-use crate::{Email, EmailError};
 
 /// A submission as it arrives: field name → value, in the order sent. JSON bodies and
 /// urlencoded forms both decode to this, so both obey one set of rules.
 pub type RawSubmission = Vec<(String, String)>;
-
-/// Field name → what is wrong with it, as answered to the client in a 422.
-pub type FieldErrors = BTreeMap<String, String>;
 
 pub const MAX_CUSTOM_FIELDS: usize = 50;
 pub const MAX_CUSTOM_NAME_LEN: usize = 64;

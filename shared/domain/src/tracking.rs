@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::email::Email;
+use crate::fields::FieldErrors;
 use crate::lead::LeadId;
-use crate::submission::FieldErrors;
-use crate::Email;
+use crate::scoring::BehaviourEvent;
+use crate::tag::{Tag, TagError};
 
 pub const MAX_EVENTS_PER_BATCH: usize = 100;
 pub const MAX_TAGS: usize = 20;
@@ -50,7 +52,7 @@ pub struct TrackedEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, serde_json::Value>,
     #[serde(flatten)]
@@ -65,6 +67,17 @@ fn token_ok(s: &str, max: usize, extra: &str) -> bool {
 }
 
 impl TrackedEvent {
+    /// What scoring looks at of the event.
+    pub fn behaviour(&self) -> BehaviourEvent {
+        BehaviourEvent {
+            event_id: self.event_id.clone(),
+            event_type: self.event_type.clone(),
+            occurred_at: self.occurred_at,
+            url: self.url.clone(),
+            tags: self.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+        }
+    }
+
     /// Validates one event of a batch as the client sent it, at the time `now` it arrived.
     pub fn parse(value: &serde_json::Value, now: DateTime<Utc>) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
@@ -178,8 +191,8 @@ impl TrackedEvent {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::Array(items)) if items.len() <= MAX_TAGS => {
                 for item in items {
-                    match item.as_str().map(|t| t.trim().to_lowercase()) {
-                        Some(t) if token_ok(&t, 64, "-_.") => {
+                    match item.as_str().map(Tag::parse) {
+                        Some(Ok(t)) => {
                             if !tags.contains(&t) {
                                 tags.push(t);
                             }
@@ -187,8 +200,7 @@ impl TrackedEvent {
                         _ => {
                             errors.insert(
                                 "tags".into(),
-                                "must be strings of 1 to 64 characters of a-z, 0-9 and - _ ."
-                                    .into(),
+                                format!("must be strings of {}", TagError::RULE),
                             );
                         }
                     }

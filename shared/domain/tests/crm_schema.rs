@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
+use leadflow_domain::assignment::{AssignedTo, Assignment};
 use leadflow_domain::bant::Bant;
 use leadflow_domain::crm::{
     webhook_id, Activity, LeadContext, LeadRoutedPayload, ACTIVITIES_SENT, LEAD_ROUTED,
@@ -16,8 +17,7 @@ use leadflow_domain::crm::{
 };
 use leadflow_domain::lead::SubmissionContext;
 use leadflow_domain::lead_score::LeadScore;
-use leadflow_domain::routing::{AssignedTo, Assignment};
-use leadflow_domain::scoring::{BehaviourEvent, FitProfile, ScoreState, ScoringModel};
+use leadflow_domain::scoring::{ScoreState, ScoringModel};
 use leadflow_domain::webhook::WebhookSecret;
 use leadflow_domain::{Email, Lead, LeadId, Stage, SubmissionRules, TrackedEvent};
 use serde_json::{json, Value};
@@ -380,16 +380,7 @@ fn score(
         let mut e = e.clone();
         e["lead_id"] = json!(lead.id);
         let event = TrackedEvent::parse(&e, now).expect("a valid tracked event");
-        let applied = state.apply(
-            model,
-            &BehaviourEvent {
-                event_id: event.event_id.clone(),
-                event_type: event.event_type.clone(),
-                occurred_at: event.occurred_at,
-                url: event.url.clone(),
-                tags: event.tags.clone(),
-            },
-        );
+        let applied = state.apply(model, &event.behaviour());
         activities.push(Activity {
             event,
             applied: serde_json::to_value(&applied).unwrap(),
@@ -514,7 +505,7 @@ fn full() -> Value {
     ];
     let model = ScoringModel::example();
     let (state, activities) = score(&model, &lead, &events, routed);
-    let snapshot = state.snapshot(&model, &FitProfile::of(&lead), routed);
+    let snapshot = state.snapshot(&model, &lead.fit_profile(), routed);
     assert!(
         snapshot.is_mql(),
         "the example lead is an MQL: {snapshot:?}"

@@ -8,17 +8,6 @@ use leadflow_domain::config::{ConfigError, LeadflowConfig};
 use leadflow_domain::ports::{ConfigStore, StoreError};
 use tokio::sync::Mutex;
 
-/// How long a loaded version is used before the store is asked again.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
-
-/// `CONFIG_CACHE_SECONDS` from the function's environment (template.yaml), else the default.
-pub fn ttl_from(value: Option<&str>) -> Duration {
-    value
-        .and_then(|v| v.trim().parse().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_TTL)
-}
-
 /// A parsed configuration and the version that produced it (recorded with every score and
 /// stage change).
 #[derive(Debug)]
@@ -52,12 +41,9 @@ impl<S: ConfigStore> ActiveConfig<S> {
         }
     }
 
-    /// With the TTL of `CONFIG_CACHE_SECONDS` in the process environment (a function's `main`).
-    pub fn from_env(store: S) -> Self {
-        Self::new(
-            store,
-            ttl_from(std::env::var("CONFIG_CACHE_SECONDS").ok().as_deref()),
-        )
+    /// With the TTL of the function's `CONFIG_CACHE_SECONDS`.
+    pub fn from_env(store: S, env: &crate::config::Env) -> Self {
+        Self::new(store, env.config_ttl())
     }
 
     pub async fn get(&self) -> Result<Arc<LoadedConfig>, ActiveConfigError> {

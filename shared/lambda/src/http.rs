@@ -4,6 +4,8 @@
 use lambda_http::http::{header, HeaderMap, StatusCode};
 use lambda_http::{Body, Response};
 use leadflow_domain::ports::{StoreError, StoredResponse};
+
+use crate::lead_update::UpdateError;
 use leadflow_domain::FieldErrors;
 use serde_json::json;
 
@@ -43,15 +45,50 @@ impl Answer {
         )
     }
 
-    /// 503 with retry-after: the caller may try again; nothing was changed.
-    pub fn unavailable(err: &StoreError) -> Self {
-        tracing::error!(error = %err, "store unavailable");
+    /// 503 with Retry-After: a dependency is unavailable or busy and nothing was changed, so
+    /// the caller may simply retry. `cause` is logged, never answered.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "a dependency is unavailable");
         let mut a = Self::error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "leads cannot be stored right now; please retry",
+            "the service is unavailable right now; please retry",
         );
         a.headers.push(("retry-after".into(), "1".into()));
         a
+    }
+
+    /// 500: something no retry mends (stored data that cannot be read, a bug). The caller
+    /// gets an error id to report; the log has the cause under the same id.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        let error_id = uuid::Uuid::now_v7();
+        tracing::error!(error_id = %error_id, error = %cause, "internal error");
+        Self::json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": "internal error; report the error_id", "error_id": error_id }),
+        )
+    }
+
+    /// The answer to a failed store call: 500 for corrupt data, else 503.
+    pub fn store_failed(err: &StoreError) -> Self {
+        match err {
+            StoreError::Corrupt(_) => Self::internal(err),
+            _ => Self::unavailable(err),
+        }
+    }
+
+    /// The answer to a lead update that did not happen, but for the decision's own refusals
+    /// (`refused`) and a missing lead, which the caller answers in its own words.
+    pub fn update_failed<E>(
+        err: UpdateError<E>,
+        refused: impl FnOnce(E) -> Self,
+        not_found: impl FnOnce() -> Self,
+    ) -> Self {
+        match err {
+            UpdateError::Rejected(e) => refused(e),
+            UpdateError::NotFound => not_found(),
+            UpdateError::Store(e) => Self::store_failed(&e),
+            e @ UpdateError::Contended => Self::unavailable(&e),
+        }
     }
 
     pub fn stored(&self) -> StoredResponse {
@@ -90,8 +127,9 @@ impl Answer {
         };
         builder.body(body).unwrap_or_else(|_| {
             // Only reachable with a header value that is not valid HTTP; never from client input.
-            let mut r = Response::new(Body::Text(r#"{"error":"internal error"}"#.into()));
-            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            let a = Self::internal(&"a response header is not valid HTTP");
+            let mut r = Response::new(Body::Text(a.body.to_string()));
+            *r.status_mut() = a.status;
             r
         })
     }
@@ -99,6 +137,29 @@ impl Answer {
 
 pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The media type of a `Content-Type` header in lower case, unless it names a charset other
+/// than UTF-8 (every body leadflow reads is UTF-8).
+pub fn media_type(content_type: Option<&str>) -> Option<String> {
+    let mut parts = content_type?.split(';');
+    let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let utf8 = parts
+        .filter_map(|p| p.split_once('='))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .all(|(_, v)| v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8"));
+    utf8.then_some(media)
+}
+
+/// The 415 for a request whose body is not declared as JSON.
+pub fn require_json(headers: &HeaderMap) -> Result<(), Answer> {
+    match media_type(header_str(headers, "content-type")).as_deref() {
+        Some("application/json") => Ok(()),
+        _ => Err(Answer::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send application/json",
+        )),
+    }
 }
 
 /// The body parsed as JSON, or the 400 that says why it is not.

@@ -4,6 +4,10 @@
 use std::future::Future;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use leadflow_domain::ports::{LeadStore, StoreError};
+use leadflow_domain::{Lead, LeadId};
+
+use crate::lead_update::UpdateError;
 
 /// Why one record failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,30 @@ impl RecordError {
     }
 }
 
+/// A store that is unavailable or busy is worth another delivery; corrupt data is not (it is
+/// kept for the DLQ all the same).
+impl From<StoreError> for RecordError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Corrupt(_) => RecordError::Poison(e.to_string()),
+            e => RecordError::Retryable(e.to_string()),
+        }
+    }
+}
+
+/// A change the domain refused for an event is never accepted later: poison. A lead the event
+/// names is missing: poison too (an event never outlives its lead).
+impl<E: std::fmt::Display> From<UpdateError<E>> for RecordError {
+    fn from(e: UpdateError<E>) -> Self {
+        match e {
+            UpdateError::NotFound => RecordError::Poison("the lead does not exist".into()),
+            UpdateError::Rejected(e) => RecordError::Poison(e.to_string()),
+            UpdateError::Store(e) => e.into(),
+            UpdateError::Contended => RecordError::Retryable(e.to_string()),
+        }
+    }
+}
+
 /// The leadflow event inside an SQS message that an EventBridge rule delivered (the whole
 /// EventBridge envelope arrives; its `detail` is ours). Unreadable: poison, kept for the DLQ.
 pub fn leadflow_event(body: &str) -> Result<leadflow_domain::EventEnvelope, RecordError> {
@@ -35,14 +63,10 @@ pub fn leadflow_event(body: &str) -> Result<leadflow_domain::EventEnvelope, Reco
 
 /// The lead an event is about. Missing: poison (an event never outlives its lead), kept for
 /// the DLQ; a store failure is worth a retry.
-pub async fn lead_of<S: leadflow_domain::ports::LeadStore>(
-    store: &S,
-    id: leadflow_domain::LeadId,
-) -> Result<leadflow_domain::Lead, RecordError> {
+pub async fn lead_of<S: LeadStore>(store: &S, id: LeadId) -> Result<Lead, RecordError> {
     store
         .get(id)
-        .await
-        .map_err(RecordError::retryable)?
+        .await?
         .ok_or_else(|| RecordError::Poison(format!("lead {id} does not exist")))
 }
 

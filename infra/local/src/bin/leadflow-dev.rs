@@ -152,18 +152,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let pollers = stack.pollers();
     for f in stack.functions.values() {
         for q in &f.spec.queues {
-            let polled = f.implemented;
             println!(
-                "  queue     {} -> {} (batch {}){}\n            {}",
-                q.queue_logical_id,
-                f.binary,
-                q.batch_size,
-                if polled {
-                    ""
-                } else {
-                    ": not polled, the function is not implemented yet; messages wait in the queue"
-                },
-                q.queue_url
+                "  queue     {} -> {} (batch {})\n            {}",
+                q.queue_logical_id, f.binary, q.batch_size, q.queue_url
             );
         }
     }

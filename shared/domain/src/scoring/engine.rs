@@ -6,9 +6,10 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::model::{CapPeriod, Grade, ScoreBand, ScoringModel, Tag, Temperature, RETENTION_DAYS};
+use super::model::{decay, CapPeriod, Grade, ScoreBand, ScoringModel, Temperature, RETENTION_DAYS};
 use super::points::Points;
 use super::FitProfile;
+use crate::tag::Tag;
 
 const DAY_MS: i64 = 86_400_000;
 /// How far back from the newest event single events are kept (see [`ScoreState`]).
@@ -216,11 +217,6 @@ impl Kept {
     fn is_empty(&self) -> bool {
         self.r == 0 && self.g == 0
     }
-}
-
-/// `2^(-dt/hl)`.
-fn decay(dt_ms: i64, hl_ms: f64) -> f64 {
-    (-(dt_ms as f64) / hl_ms).exp2()
 }
 
 /// Adds one event at `te` to the decaying sum `(v, t)`.

@@ -1,4 +1,4 @@
-//! Lead scoring (DOMAIN.md "Track & score", "Qualify", "The one scoring model").
+//! Lead scoring (docs/domain.md, "Tracking and scoring").
 //!
 //! - [`ScoringModel`]: the one model, as data: behaviour rules (event type, URL glob, tags →
 //!   points, caps), fit rules (lead fields → points), decay half-lives, thresholds, grades,
@@ -28,15 +28,13 @@ pub use engine::{
 pub use glob::{GlobError, UrlGlob};
 pub use model::{
     BehaviourRule, Cap, CapPeriod, Decay, EventType, FitMatch, FitRule, Grade, Grades, HalfLife,
-    LeadField, ModelError, MqlMinimum, Product, RuleId, ScoreBand, ScoringModel, Tag, Temperature,
+    LeadField, ModelError, MqlMinimum, Product, RuleId, ScoreBand, ScoringModel, Temperature,
     TemperatureRules, Thresholds, ThresholdsOverride, MAX_BEHAVIOUR_RULES, MAX_CAP_COUNT,
     MAX_HALF_LIFE_DAYS, MAX_ID_LEN, MAX_TOKEN_LEN, RETENTION_DAYS,
 };
 pub use points::{Points, PointsError, MAX_POINTS};
 
 use serde::{Deserialize, Serialize};
-
-use crate::Lead;
 
 #[doc = concat!(
     "A complete, valid configuration of the scoring model (the `scoring:` section of \
@@ -56,7 +54,8 @@ fn parse_example() -> Result<ScoringModel, serde_norway::Error> {
     serde_norway::from_str::<ExampleDoc>(EXAMPLE_YAML).map(|d| d.scoring)
 }
 
-/// What fit rules and the MQL minimum look at: the lead's demographic fields.
+/// What fit rules and the MQL minimum look at: the lead's demographic fields
+/// (`Lead::fit_profile`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FitProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,21 +79,6 @@ pub struct FitProfile {
 }
 
 impl FitProfile {
-    /// The profile of a lead; `email_domain` is the domain of its e-mail address.
-    pub fn of(lead: &Lead) -> Self {
-        Self {
-            job_title: lead.job_title.clone(),
-            company_size: lead.company_size.clone(),
-            industry: lead.industry.clone(),
-            country: lead.country.clone(),
-            email_domain: Some(lead.email.domain().to_owned()),
-            company: lead.company.clone(),
-            source: lead.source.clone(),
-            postcode: lead.postcode.clone(),
-            phone: lead.phone.clone(),
-        }
-    }
-
     /// A field's value, trimmed; `None` when missing or blank.
     pub fn get(&self, field: LeadField) -> Option<&str> {
         let v = match field {

@@ -10,6 +10,7 @@ use super::de::{map_then, num_then, seq_then, str_then};
 use super::glob::{lower, UrlGlob};
 use super::points::Points;
 use super::FitProfile;
+use crate::tag::{Tag, TagError};
 
 /// The most behaviour rules one model may have (the score state tracks them in a 64-bit set).
 pub const MAX_BEHAVIOUR_RULES: usize = 64;
@@ -45,8 +46,8 @@ pub enum ModelError {
     CapCount(u32),
     #[error("{0:?} is not a valid id: use 1 to {MAX_ID_LEN} of a-z, 0-9 and -")]
     InvalidId(String),
-    #[error("{0:?} is not a valid tag: use 1 to {MAX_TOKEN_LEN} characters without white space")]
-    InvalidTag(String),
+    #[error(transparent)]
+    InvalidTag(#[from] TagError),
     #[error(
         "{0:?} is not a valid event type: use 1 to {MAX_TOKEN_LEN} characters without white space"
     )]
@@ -121,46 +122,6 @@ fn token_ok(s: &str) -> bool {
     }
 }
 
-/// A topic tag, normalised: trimmed and lower case.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Tag(String);
-
-impl<'de> Deserialize<'de> for Tag {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        str_then(d, Tag::parse)
-    }
-}
-
-impl Tag {
-    pub fn parse(s: &str) -> Result<Self, ModelError> {
-        Self::normalise(s)
-            .map(|t| Self(t.into_owned()))
-            .ok_or_else(|| ModelError::InvalidTag(s.to_owned()))
-    }
-
-    /// `s` trimmed and in lower case, if it is a valid tag (borrowed where it already is).
-    pub(crate) fn normalise(s: &str) -> Option<std::borrow::Cow<'_, str>> {
-        let t = s.trim();
-        token_ok(t).then(|| lower(t))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Tag {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<Tag> for String {
-    fn from(t: Tag) -> String {
-        t.0
-    }
-}
-
 /// An event type as events carry it (`page_view`), matched exactly.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct EventType(String);
@@ -217,6 +178,17 @@ impl HalfLife {
     pub(crate) fn as_ms(self) -> f64 {
         self.0 * DAY_MS
     }
+
+    /// The share of a weight left `elapsed` after it was earned: 2^(−elapsed / half-life).
+    /// Nothing grows back: a negative `elapsed` (a clock ahead) counts as none.
+    pub fn remaining(self, elapsed: chrono::Duration) -> f64 {
+        decay(elapsed.num_milliseconds().max(0), self.as_ms())
+    }
+}
+
+/// `2^(-dt/hl)`: the one decay of the domain (behaviour points and interests alike).
+pub(super) fn decay(dt_ms: i64, hl_ms: f64) -> f64 {
+    (-(dt_ms as f64) / hl_ms).exp2()
 }
 
 impl From<HalfLife> for f64 {
@@ -757,7 +729,7 @@ pub struct Product {
     pub thresholds: Option<ThresholdsOverride>,
 }
 
-/// The one scoring model of the organisation (DOMAIN.md "The one scoring model"), as
+/// The one scoring model of the organisation (docs/domain.md, "Tracking and scoring"), as
 /// configured in the `scoring:` section; see [`super::EXAMPLE_YAML`].
 ///
 /// It is valid by construction: it can only be made by deserialising (which validates every

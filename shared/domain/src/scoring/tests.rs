@@ -7,6 +7,7 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use proptest::prelude::*;
 
 use super::*;
+use crate::tag::Tag;
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -405,7 +406,7 @@ fn fit_profile_of_a_lead_takes_the_email_domain() {
         "version": 1
     }))
     .unwrap();
-    let fit = FitProfile::of(&lead);
+    let fit = lead.fit_profile();
     assert_eq!(fit.get(LeadField::EmailDomain), Some("acme.de"));
     assert_eq!(fit.get(LeadField::Company), Some("ACME"));
     assert_eq!(fit.get(LeadField::Phone), None);

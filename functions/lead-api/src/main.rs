@@ -1,0 +1,5 @@
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    let (aws, env) = leadflow_lambda::start().await;
+    leadflow_lambda::run::http(lead_api::LeadApi::from_env(&aws, &env)?).await
+}
