@@ -24,7 +24,8 @@ use crate::timeline::{Actor, TimelineAction, TimelineEntry};
 use crate::tracking::TrackedEvent;
 
 /// Version of the delivered payload (docs/crm-webhook.schema.json). Fields may be added
-/// within a version; removing or redefining one raises it.
+/// within a version; removing, renaming or redefining one raises it, with an entry in the
+/// changelog of docs/crm.md ("Payload versions").
 pub const PAYLOAD_VERSION: u32 = 1;
 /// The payload's `type`.
 pub const LEAD_ROUTED: &str = "lead.routed";
@@ -127,7 +128,7 @@ pub struct Interest {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivitySummary {
-    #[serde(rename = "type")]
+    /// The event type, named as in `score.top_events[]` (not `type`, which names the payload).
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
     pub url: Option<String>,

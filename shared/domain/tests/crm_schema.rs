@@ -721,6 +721,25 @@ fn the_payloads_say_what_the_guide_says() {
 }
 
 #[test]
+fn the_guide_keeps_a_changelog_entry_for_the_version_sent() {
+    let changelog = GUIDE
+        .split("## Payload versions")
+        .nth(1)
+        .expect("docs/crm.md has a \"Payload versions\" section");
+    let changelog = changelog.split("\n## ").next().unwrap_or_default();
+    assert!(
+        changelog.contains(&format!("### Version {PAYLOAD_VERSION}\n")),
+        "docs/crm.md, Payload versions: no entry for version {PAYLOAD_VERSION}"
+    );
+    // One name for one thing: the activities name their event type as the top events do.
+    let full = full();
+    let activity = &full["data"]["activities"][0];
+    let top = &full["data"]["score"]["top_events"][0];
+    assert!(activity["event_type"].is_string() && top["event_type"].is_string());
+    assert!(activity.get("type").is_none());
+}
+
+#[test]
 fn the_checker_catches_what_it_should() {
     let schema = schema();
     let closed = Checker::new(&schema, true);
