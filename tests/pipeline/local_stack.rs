@@ -182,3 +182,17 @@ async fn every_queue_is_polled_by_its_function() {
         assert!(polled.contains(queue), "{queue} is polled for {}", f.binary);
     }
 }
+
+/// The deployment records its `CrmSecretPrefix` on the table, where `leadflow config check`
+/// reads it to tell which CRM secrets the functions may not read.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_table_records_the_crm_secret_prefix() {
+    let app = TestApp::spawn_with(&["CrmSecretPrefix=partners/acme/"]).await;
+    let prefix = app
+        .store()
+        .table_tag("leadflow:crm-secret-prefix")
+        .await
+        .expect("the table's tags");
+    assert_eq!(prefix.as_deref(), Some("partners/acme/"));
+    assert_eq!(app.store().table_tag("no-such-tag").await.unwrap(), None);
+}

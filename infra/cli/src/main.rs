@@ -1,8 +1,10 @@
 //! `leadflow`: operations on a leadflow deployment (or the local stack).
 //!
 //! `leadflow config check [FILE]` validates a configuration file, naming line and field of
-//! every problem; `push` stores it as the next immutable version and makes it active; `show`
-//! prints the active (or a given) version.
+//! every problem, and tells which CRM secrets (Secrets Manager ARNs) lie outside the deployed
+//! secret prefix, which the CRM functions may not read; `push` checks the same, then stores the
+//! file as the next immutable version and makes it active; `show` prints the active (or a
+//! given) version.
 //!
 //! `leadflow crm replay [--max N] [--dry-run]` moves the deliveries parked on the CRM webhook's
 //! dead-letter queue back to its queue (see `replay.rs` for how it finds the queues).
@@ -64,6 +66,10 @@ enum ConfigAction {
     Check {
         #[arg(default_value = "config/leadflow.yaml")]
         file: PathBuf,
+        /// The `CrmSecretPrefix` the stack was deployed with (default: the one the stack's
+        /// table records, else the template's default).
+        #[arg(long)]
+        crm_secret_prefix: Option<String>,
     },
     /// Validates a file, stores it as the next version and makes it active.
     Push {
@@ -72,6 +78,9 @@ enum ConfigAction {
         /// Why this version: kept with it.
         #[arg(long)]
         note: Option<String>,
+        /// As for `check` (default: the one the stack's table records).
+        #[arg(long)]
+        crm_secret_prefix: Option<String>,
     },
     /// Prints the active version (or `--version N`).
     Show {
@@ -164,6 +173,75 @@ fn read_checked(file: &Path) -> Result<(String, LeadflowConfig), String> {
     Ok((yaml, config))
 }
 
+/// template.yaml's default `CrmSecretPrefix` (a test keeps the two equal).
+const TEMPLATE_SECRET_PREFIX: &str = "leadflow/crm/";
+/// The table tag a deployment records its `CrmSecretPrefix` in (template.yaml).
+const SECRET_PREFIX_TAG: &str = "leadflow:crm-secret-prefix";
+
+/// The secret prefix to check against, and where it came from.
+struct SecretPrefix {
+    prefix: String,
+    from: String,
+}
+
+/// `--crm-secret-prefix`, else what `store`'s table records, else the template's default.
+async fn secret_prefix(flag: Option<&str>, store: Result<&DynamoStore, &str>) -> SecretPrefix {
+    if let Some(p) = flag {
+        return SecretPrefix {
+            prefix: p.to_owned(),
+            from: "--crm-secret-prefix".into(),
+        };
+    }
+    let fallback = |why: String| SecretPrefix {
+        prefix: TEMPLATE_SECRET_PREFIX.into(),
+        from: format!("the template's default ({why}; pass --crm-secret-prefix to name it)"),
+    };
+    let store = match store {
+        Ok(s) => s,
+        Err(why) => return fallback(why.to_owned()),
+    };
+    match store.table_tag(SECRET_PREFIX_TAG).await {
+        Ok(Some(prefix)) => SecretPrefix {
+            prefix,
+            from: format!("the {SECRET_PREFIX_TAG} tag of table {}", store.table()),
+        },
+        Ok(None) => fallback(format!(
+            "table {} has no {SECRET_PREFIX_TAG} tag",
+            store.table()
+        )),
+        Err(e) => fallback(format!(
+            "the tags of table {} could not be read: {e}",
+            store.table()
+        )),
+    }
+}
+
+/// Refuses a configuration whose CRM secrets the deployed functions may not read.
+fn check_secrets(config: &LeadflowConfig, prefix: &SecretPrefix) -> Result<(), String> {
+    let outside = config
+        .routing
+        .as_ref()
+        .map(|r| r.secrets_outside(&prefix.prefix))
+        .unwrap_or_default();
+    if outside.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = outside
+        .iter()
+        .map(|(at, arn)| format!("  {at}: {arn}"))
+        .collect();
+    Err(format!(
+        "these CRM secrets lie outside the deployed secret prefix {:?} (from {}):\n{}\n\
+         crm-webhook and crm-callback may read only secrets named {:?}...: deliveries to these \
+         CRMs would fail and their callbacks answer 503. Store the secrets under the prefix, or \
+         deploy with CrmSecretPrefix covering them.",
+        prefix.prefix,
+        prefix.from,
+        lines.join("\n"),
+        prefix.prefix,
+    ))
+}
+
 fn describe(stored: &StoredConfig) -> String {
     format!(
         "version {} (pushed {}{})",
@@ -189,13 +267,31 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
     };
     match action {
-        ConfigAction::Check { file } => {
+        ConfigAction::Check {
+            file,
+            crm_secret_prefix,
+        } => {
             let (_, config) = read_checked(file)?;
+            // A stack is asked only when one is named (or `cargo dev` runs): a check works
+            // offline too.
+            let store = store(&cli).await;
+            let prefix = secret_prefix(
+                crm_secret_prefix.as_deref(),
+                store.as_ref().map_err(|e| e.as_str()),
+            )
+            .await;
+            check_secrets(&config, &prefix).map_err(|e| format!("{}: {e}", file.display()))?;
             println!("{}: ok ({})", file.display(), config.summary());
         }
-        ConfigAction::Push { file, note } => {
+        ConfigAction::Push {
+            file,
+            note,
+            crm_secret_prefix,
+        } => {
             let (yaml, config) = read_checked(file)?;
             let store = store(&cli).await?;
+            let prefix = secret_prefix(crm_secret_prefix.as_deref(), Ok(&store)).await;
+            check_secrets(&config, &prefix).map_err(|e| format!("{}: {e}", file.display()))?;
             let before = store
                 .active()
                 .await
@@ -307,6 +403,53 @@ mod tests {
         );
         let args = replay_args(&["leadflow", "crm", "replay", "--stack", "leadflow-prod"]).unwrap();
         assert_eq!(args.stack.as_deref(), Some("leadflow-prod"));
+    }
+
+    #[test]
+    fn the_default_secret_prefix_is_the_templates() {
+        let template = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
+        )
+        .unwrap();
+        let param = template
+            .split("  CrmSecretPrefix:")
+            .nth(1)
+            .expect("template.yaml has CrmSecretPrefix");
+        let default = param
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Default: "))
+            .expect("a default");
+        assert_eq!(default.trim_matches('"'), TEMPLATE_SECRET_PREFIX);
+        assert!(template.contains(&format!("Key: {SECRET_PREFIX_TAG}")));
+    }
+
+    #[tokio::test]
+    async fn secrets_outside_the_prefix_are_refused_with_where_they_are() {
+        let yaml = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/leadflow.yaml"),
+        )
+        .unwrap();
+        let arn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:partners/acme-Ab12Cd";
+        let config = LeadflowConfig::parse(&yaml.replace("env:CRM_WEBHOOK_SECRET", arn)).unwrap();
+        let prefix = secret_prefix(None, Err("no stack named")).await;
+        assert_eq!(prefix.prefix, "leadflow/crm/");
+        assert!(prefix.from.contains("no stack named"), "{}", prefix.from);
+        let err = check_secrets(&config, &prefix).unwrap_err();
+        assert!(err.contains(&format!("routing.crm.secret: {arn}")), "{err}");
+        assert!(err.contains("\"leadflow/crm/\""), "{err}");
+        let flag = secret_prefix(Some("partners/"), Err("unused")).await;
+        assert_eq!(flag.from, "--crm-secret-prefix");
+        let err = check_secrets(&config, &flag).unwrap_err();
+        assert!(!err.contains("routing.crm.secret"), "{err}");
+        assert!(
+            err.contains("routing.partners.reseller-at.crm.secret"),
+            "the shipped partner's secret is under leadflow/crm/: {err}"
+        );
+        let unchanged = LeadflowConfig::parse(&yaml).unwrap();
+        assert!(
+            check_secrets(&unchanged, &prefix).is_ok(),
+            "env: secrets pass"
+        );
     }
 
     #[test]

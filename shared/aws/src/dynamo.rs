@@ -168,6 +168,40 @@ impl DynamoStore {
         ]))
     }
 
+    /// The value of one of the table's tags (what the deployment recorded there, such as the
+    /// CRM secret prefix); `None` when the table has no such tag.
+    pub async fn table_tag(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let table = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        let arn = table
+            .table()
+            .and_then(|t| t.table_arn())
+            .ok_or_else(|| corrupt("the table has no ARN"))?;
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_tags_of_resource()
+                .resource_arn(arn)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+            if let Some(tag) = out.tags().iter().find(|t| t.key() == key) {
+                return Ok(Some(tag.value().to_owned()));
+            }
+            match out.next_token() {
+                Some(token) => next = Some(token.to_owned()),
+                None => return Ok(None),
+            }
+        }
+    }
+
     pub(crate) fn client(&self) -> &Client {
         &self.client
     }

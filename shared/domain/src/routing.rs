@@ -379,6 +379,31 @@ impl RoutingConfig {
             .collect()
     }
 
+    /// The CRM secrets (Secrets Manager ARNs) whose names lie outside `prefix`, where they are
+    /// configured: the deployment lets the CRM functions read only the secrets under its
+    /// `CrmSecretPrefix`, so these would fail with AccessDenied. `env:` references are the
+    /// functions' own and always readable.
+    pub fn secrets_outside(&self, prefix: &str) -> Vec<(String, &str)> {
+        let targets = self
+            .crm
+            .iter()
+            .map(|t| ("routing.crm".to_owned(), t))
+            .chain(self.owners.iter().filter_map(|o| {
+                o.crm
+                    .as_ref()
+                    .map(|t| (format!("routing.owners.{}.crm", o.id), t))
+            }))
+            .chain(
+                self.partners
+                    .iter()
+                    .map(|p| (format!("routing.partners.{}.crm", p.id), &p.crm)),
+            );
+        targets
+            .filter(|(_, t)| secret_name(&t.secret).is_some_and(|name| !name.starts_with(prefix)))
+            .map(|(at, t)| (format!("{at}.secret"), t.secret.as_str()))
+            .collect()
+    }
+
     /// The first matching rule and its pool, else the default pool (no rule).
     pub fn pool_for(&self, facts: &RoutingFacts<'_>) -> (Option<&RoutingRule>, &Pool) {
         let rule = self.rules.iter().find(|r| r.matches(facts));
@@ -587,6 +612,17 @@ impl Lead {
         self.updated_at = now;
         Change::entry(entry).with_event(LeadEvent::LeadRouted { assignment })
     }
+}
+
+/// The secret's name in a Secrets Manager ARN (`arn:aws:secretsmanager:<region>:<account>:
+/// secret:<name>`, the name with the random suffix AWS adds); `None` for other references.
+fn secret_name(reference: &str) -> Option<&str> {
+    let rest = reference.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(6, ':');
+    let (_partition, service) = (parts.next()?, parts.next()?);
+    let (_region, _account, kind, name) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (service == "secretsmanager" && kind == "secret").then_some(name)
 }
 
 fn crm_ok(crm: &CrmTarget) -> Result<(), String> {
@@ -806,6 +842,42 @@ rules:
         assert!(
             config().crm_for(&owner("anna")).is_none(),
             "no CRM: nothing to deliver"
+        );
+    }
+
+    #[test]
+    fn secrets_outside_the_deployed_prefix_are_named_where_they_are_configured() {
+        let arn =
+            |name: &str| format!("arn:aws:secretsmanager:eu-central-1:123456789012:secret:{name}");
+        let yaml = YAML
+            .replace("env:CRM_SECRET_CEM", &arn("leadflow/crm/cem-Ab12Cd"))
+            .replace("env:PARTNER_AT", &arn("partners/at-Xy98Zw"));
+        let yaml = format!(
+            "crm: {{ endpoint: \"https://crm.example.com/in\", secret: \"{}\" }}\n{yaml}",
+            arn("crm-main-Qq11Rr")
+        );
+        let c: RoutingConfig = parse_yaml(&yaml).unwrap();
+        let outside = c.secrets_outside("leadflow/crm/");
+        assert_eq!(
+            outside,
+            [
+                (
+                    "routing.crm.secret".to_owned(),
+                    arn("crm-main-Qq11Rr").as_str()
+                ),
+                (
+                    "routing.partners.reseller-at.crm.secret".to_owned(),
+                    arn("partners/at-Xy98Zw").as_str()
+                ),
+            ]
+        );
+        assert!(
+            c.secrets_outside("").is_empty(),
+            "an empty prefix allows all"
+        );
+        assert!(
+            config().secrets_outside("leadflow/crm/").is_empty(),
+            "env: references are always readable"
         );
     }
 
