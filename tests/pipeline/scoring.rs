@@ -13,7 +13,7 @@ fn at(minutes_ago: i64) -> String {
     (Utc::now() - Duration::minutes(minutes_ago)).to_rfc3339()
 }
 
-/// DOMAIN.md end to end: an anonymous visitor browses, submits the form, reads the pricing page
+/// docs/domain.md end to end: an anonymous visitor browses, submits the form, reads the pricing page
 /// twice and downloads a whitepaper: the lead is MQL with an explanation that adds up, and
 /// `LeadQualified` reaches the bus once.
 #[tokio::test(flavor = "multi_thread")]
