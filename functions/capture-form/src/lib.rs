@@ -25,7 +25,7 @@ use leadflow_domain::submission::RawSubmission;
 use leadflow_domain::tracking::MAX_EVENTS_PER_BATCH;
 use leadflow_domain::{Decision, Lead, LeadId, SubmissionRules, TrackedEvent};
 use leadflow_lambda::config::{self, ConfigError, Env};
-use leadflow_lambda::http::{header_str, json_body, require_json, Answer};
+use leadflow_lambda::http::{header_str, json_request, Answer};
 use leadflow_lambda::lead_update::upsert_by_email;
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::run::HttpFunction;
@@ -268,14 +268,7 @@ where
     /// `POST /events`: a batch of behavioural events, each validated on its own; the valid ones
     /// are queued for scoring. Answers 202 with the fate of every event.
     async fn post_events(&self, req: &Request, now: DateTime<Utc>) -> Answer {
-        let body: &[u8] = req.body().as_ref();
-        if body.len() > MAX_EVENTS_BODY_BYTES {
-            return Answer::too_large(MAX_EVENTS_BODY_BYTES);
-        }
-        if let Err(answer) = require_json(req.headers()) {
-            return answer;
-        }
-        let value = match json_body(body) {
+        let value = match json_request(req, MAX_EVENTS_BODY_BYTES) {
             Ok(v) => v,
             Err(answer) => return answer,
         };

@@ -13,7 +13,7 @@ use leadflow_domain::tag::{Tag, TagError};
 use leadflow_domain::{Decision, FieldErrors, LeadId};
 use leadflow_lambda::active_config::{ActiveConfig, ActiveConfigError};
 use leadflow_lambda::config::{ConfigError, Env};
-use leadflow_lambda::http::{json_body, require_json, Answer};
+use leadflow_lambda::http::{json_request, Answer};
 use leadflow_lambda::lead_update::update;
 use leadflow_lambda::run::HttpFunction;
 use leadflow_lambda::wiring;
@@ -128,14 +128,7 @@ where
 
     /// `PATCH /leads/{id}/qualification`: inside sales records BANT.
     async fn patch_qualification(&self, id: &str, req: &Request, now: DateTime<Utc>) -> Answer {
-        let body: &[u8] = req.body().as_ref();
-        if body.len() > MAX_BODY_BYTES {
-            return Answer::too_large(MAX_BODY_BYTES);
-        }
-        if let Err(answer) = require_json(req.headers()) {
-            return answer;
-        }
-        let patch = match json_body(body) {
+        let patch = match json_request(req, MAX_BODY_BYTES) {
             Ok(v) => v,
             Err(answer) => return answer,
         };

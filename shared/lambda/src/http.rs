@@ -151,6 +151,20 @@ pub fn media_type(content_type: Option<&str>) -> Option<String> {
     utf8.then_some(media)
 }
 
+/// A JSON request's body, or the answer that says why it is not one: 413 over `max_bytes`,
+/// 415 unless declared as JSON, 400 when it does not parse.
+pub fn json_request(
+    req: &lambda_http::Request,
+    max_bytes: usize,
+) -> Result<serde_json::Value, Answer> {
+    let body: &[u8] = req.body().as_ref();
+    if body.len() > max_bytes {
+        return Err(Answer::too_large(max_bytes));
+    }
+    require_json(req.headers())?;
+    json_body(body)
+}
+
 /// The 415 for a request whose body is not declared as JSON.
 pub fn require_json(headers: &HeaderMap) -> Result<(), Answer> {
     match media_type(header_str(headers, "content-type")).as_deref() {
