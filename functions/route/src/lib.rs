@@ -137,13 +137,17 @@ where
             _ => None,
         };
         let planned_pool = plan.pool.id.clone();
+        let mut first_plan = Some(plan);
         let result = update_read(&self.store, lead, now, |mut lead| {
             if !lead.awaits_routing() {
                 return Ok(Decision::Keep(()));
             }
-            // After a lost race the lead is planned for again; the owner whose turn was taken
-            // stands as long as the plan keeps the pool.
-            let plan = routing.plan(&facts(&lead, &interests));
+            // The first decision is on the lead planned for; after a lost race the lead is
+            // planned for again, and the owner whose turn was taken stands as long as the plan
+            // keeps the pool.
+            let plan = first_plan
+                .take()
+                .unwrap_or_else(|| routing.plan(&facts(&lead, &interests)));
             let picked = picked.filter(|_| plan.pool.id == planned_pool);
             let assignment = routing::assign(&plan, picked, loaded.version, now)?;
             let change = lead.assign(assignment, now);
