@@ -240,3 +240,50 @@ async fn segments_list_leads_by_decayed_interest_page_by_page() {
         "{fields}"
     );
 }
+
+/// A lead item that cannot be read is the service's fault, not the caller's: every route that
+/// meets it answers 500 with an error id (the log has the cause under it), never a 503 that
+/// invites retries and never a 4xx that blames the input.
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_data_is_a_500_with_an_error_id() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let app = TestApp::spawn().await;
+    let id = lead(&app, "damaged@example.com").await;
+    // The stage is not one leadflow knows: the item no longer reads as a lead.
+    app.dynamo
+        .update_item()
+        .table_name(app.table())
+        .key("pk", AttributeValue::S(format!("LEAD#{id}")))
+        .key("sk", AttributeValue::S("LEAD".into()))
+        .update_expression("SET stage = :s")
+        .expression_attribute_values(":s", AttributeValue::S("Zombie".into()))
+        .send()
+        .await
+        .unwrap();
+    let get = app
+        .http
+        .get(format!("{}/leads/{id}", app.base_url))
+        .send()
+        .await
+        .unwrap();
+    let patch = app
+        .http
+        .patch(format!("{}/leads/{id}/qualification", app.base_url))
+        .json(&json!({"need": "x", "by": "rep-anna"}))
+        .send()
+        .await
+        .unwrap();
+    let capture = app
+        .post_json(&json!({"email": "damaged@example.com", "company": "Again AG"}))
+        .await;
+    for (route, response) in [("GET", get), ("PATCH", patch), ("POST /leads", capture)] {
+        assert_eq!(response.status(), 500, "{route}");
+        assert!(response.headers().get("retry-after").is_none(), "{route}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error_id"].is_string(), "{route}: {body}");
+        assert!(
+            !body.to_string().contains("Zombie"),
+            "{route}: no stored data in the answer"
+        );
+    }
+}

@@ -185,3 +185,51 @@ pub fn json_body(body: &[u8]) -> Result<serde_json::Value, Answer> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_a_503_to_retry_and_never_blames_the_input() {
+        let a = Answer::store_failed(&StoreError::unavailable("connection refused"));
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(a.headers.contains(&("retry-after".into(), "1".into())));
+        let message = a.body["error"].as_str().unwrap();
+        assert!(
+            !message.contains("connection refused"),
+            "the cause is logged, not answered"
+        );
+        for busy in [
+            StoreError::Busy,
+            StoreError::VersionConflict { expected: 3 },
+        ] {
+            assert_eq!(
+                Answer::store_failed(&busy).status,
+                StatusCode::SERVICE_UNAVAILABLE
+            );
+        }
+    }
+
+    #[test]
+    fn corrupt_data_is_a_500_with_an_error_id() {
+        let a = Answer::store_failed(&StoreError::Corrupt("unknown variant `Zombie`".into()));
+        assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(a.body["error_id"].as_str().is_some_and(|id| id.len() == 36));
+        assert!(!a.body.to_string().contains("Zombie"));
+        assert!(
+            a.headers.is_empty(),
+            "no Retry-After: retrying does not mend it"
+        );
+    }
+
+    #[test]
+    fn an_update_that_lost_every_race_is_a_503() {
+        let a = Answer::update_failed(
+            UpdateError::<()>::Contended,
+            |_| unreachable!(),
+            || unreachable!(),
+        );
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
