@@ -16,7 +16,7 @@ use route::Route;
 use serde_json::{json, Value};
 
 use crate::crm_receiver::{verified_independently, CrmReceiver, Reply};
-use crate::support::{eventually, TestApp};
+use crate::support::{crm_callback, eventually, TestApp};
 
 /// The CRM of the owners (config: `env:CRM_WEBHOOK_SECRET`, set by the template parameter).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -24,8 +24,7 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const PARTNER_SECRET: &str = "whsec_cGFydG5lci1zZWNyZXQtb2YtMzItYnl0ZXMhIQ==";
 
 fn config(owner_crm: &str, partner_crm: &str, partner_secret_arn: &str) -> String {
-    let example = std::fs::read_to_string(leadflow_local::config::example_path()).unwrap();
-    let scoring = &example[..example.find("\nrouting:").expect("the example routes")];
+    let scoring = crate::support::example_scoring();
     format!(
         r#"{scoring}
 routing:
@@ -124,36 +123,9 @@ async fn timeline(app: &TestApp, lead: LeadId, action: &str) -> Vec<TimelineEntr
 }
 
 /// POSTs a callback signed with `secret` at `ts` (Unix seconds).
-async fn callback(
-    app: &TestApp,
-    secret: &str,
-    id: &str,
-    ts: i64,
-    body: &Value,
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    let body = body.to_string();
-    let signature = WebhookSecret::parse(secret)
-        .unwrap()
-        .sign(id, ts, body.as_bytes());
-    let r = app
-        .http
-        .post(format!("{}/crm/events", app.base_url))
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    (status, r.json().await.unwrap_or(Value::Null), headers)
-}
-
 async fn say(app: &TestApp, body: Value) -> (u16, Value) {
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-    let (s, v, _) = callback(app, SECRET, &id, Utc::now().timestamp(), &body).await;
+    let (s, v, _) = crm_callback(app, SECRET, &id, Utc::now().timestamp(), &body).await;
     (s, v)
 }
 
@@ -541,12 +513,12 @@ async fn callbacks_must_be_signed_fresh_and_by_the_leads_crm() {
         "{answer}"
     );
 
-    let (s, a, _) = callback(app, SECRET, "msg_stale", now - 301, &body).await;
+    let (s, a, _) = crm_callback(app, SECRET, "msg_stale", now - 301, &body).await;
     assert_eq!(s, 401, "{a}");
     assert!(a["error"].as_str().unwrap().contains("5 minutes"), "{a}");
-    let (s, _, _) = callback(app, SECRET, "msg_future", now + 301, &body).await;
+    let (s, _, _) = crm_callback(app, SECRET, "msg_future", now + 301, &body).await;
     assert_eq!(s, 401);
-    let (s, _, _) = callback(
+    let (s, _, _) = crm_callback(
         app,
         "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "msg_forged",
@@ -580,13 +552,13 @@ async fn callbacks_must_be_signed_fresh_and_by_the_leads_crm() {
     );
 
     // Signed: applied once; the same webhook-id again answers the same and changes nothing.
-    let (s, first, _) = callback(app, SECRET, "msg_once", now, &body).await;
+    let (s, first, _) = crm_callback(app, SECRET, "msg_once", now, &body).await;
     assert_eq!(
         (s, first["changed"].as_bool()),
         (200, Some(true)),
         "{first}"
     );
-    let (s, again, headers) = callback(app, SECRET, "msg_once", now, &body).await;
+    let (s, again, headers) = crm_callback(app, SECRET, "msg_once", now, &body).await;
     assert_eq!((s, &again), (200, &first));
     assert_eq!(
         headers.get("webhook-replayed").map(|v| v.to_str().unwrap()),
@@ -598,7 +570,7 @@ async fn callbacks_must_be_signed_fresh_and_by_the_leads_crm() {
     assert_eq!((s, a["changed"].as_bool()), (200, Some(false)), "{a}");
 
     // The partner's CRM (secret in Secrets Manager) may speak for its lead, not for anna's.
-    let (s, a, _) = callback(
+    let (s, a, _) = crm_callback(
         app,
         PARTNER_SECRET,
         "msg_p1",
@@ -607,7 +579,7 @@ async fn callbacks_must_be_signed_fresh_and_by_the_leads_crm() {
     )
     .await;
     assert_eq!((s, a["stage"].as_str()), (200, Some("SAL")), "{a}");
-    let (s, a, _) = callback(
+    let (s, a, _) = crm_callback(
         app,
         PARTNER_SECRET,
         "msg_p2",
@@ -616,7 +588,7 @@ async fn callbacks_must_be_signed_fresh_and_by_the_leads_crm() {
     )
     .await;
     assert_eq!(s, 403, "{a}");
-    let (s, _, _) = callback(
+    let (s, _, _) = crm_callback(
         app,
         SECRET,
         "msg_p3",
@@ -626,12 +598,18 @@ async fn callbacks_must_be_signed_fresh_and_by_the_leads_crm() {
     .await;
     assert_eq!(s, 403);
     // Each lead went to its own CRM, signed with that CRM's secret (the partner's from
-    // Secrets Manager).
-    let partner = crm.partner.wait_for(1, 30).await;
-    assert_eq!(partner.len(), 1);
-    assert_eq!(partner[0].json()["data"]["lead_id"], austrian.to_string());
-    assert!(verified_independently(PARTNER_SECRET, &partner[0]));
-    assert!(!verified_independently(SECRET, &partner[0]));
+    // Secrets Manager): the partner was offered the lead without contact data, and got it
+    // whole once it accepted.
+    let partner = crm.partner.wait_for(2, 30).await;
+    let kinds: Vec<_> = partner.iter().map(|r| r.json()["type"].clone()).collect();
+    assert_eq!(kinds, ["lead.offered", "lead.routed"]);
+    for delivery in &partner {
+        assert_eq!(delivery.json()["data"]["lead_id"], austrian.to_string());
+        assert!(verified_independently(PARTNER_SECRET, delivery));
+        assert!(!verified_independently(SECRET, delivery));
+    }
+    assert!(partner[0].json()["data"]["contact"].is_null());
+    assert!(partner[1].json()["data"]["contact"]["email"].is_string());
     let owners = crm.owners.wait_for(1, 30).await;
     assert_eq!(owners.len(), 1);
     assert_eq!(owners[0].json()["data"]["lead_id"], lead.to_string());
@@ -653,7 +631,7 @@ async fn callbacks_must_be_signed_fresh_and_by_the_leads_crm() {
     let mut answer = (0, Value::Null);
     for n in 0..8 {
         let id = format!("msg_r{n}");
-        let (s, a, _) = callback(app, ROTATED, &id, Utc::now().timestamp(), &reject).await;
+        let (s, a, _) = crm_callback(app, ROTATED, &id, Utc::now().timestamp(), &reject).await;
         answer = (s, a);
         if s == 200 {
             break;
@@ -666,6 +644,6 @@ async fn callbacks_must_be_signed_fresh_and_by_the_leads_crm() {
         "{}",
         answer.1
     );
-    let (s, _, _) = callback(app, PARTNER_SECRET, "msg_old", now, &reject).await;
+    let (s, _, _) = crm_callback(app, PARTNER_SECRET, "msg_old", now, &reject).await;
     assert_eq!(s, 401, "the old secret is gone");
 }

@@ -13,6 +13,7 @@ mod outbox;
 mod routing;
 mod sales_api;
 mod scoring;
+mod sla;
 mod support;
 mod template;
 mod tracking;

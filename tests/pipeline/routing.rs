@@ -18,8 +18,7 @@ use crate::support::{mql, TestApp};
 
 /// config/leadflow.yaml's scoring model with the routing section given.
 fn config_with_routing(routing: &str) -> String {
-    let example = std::fs::read_to_string(leadflow_local::config::example_path()).unwrap();
-    let scoring = &example[..example.find("\nrouting:").expect("the example routes")];
+    let scoring = crate::support::example_scoring();
     format!("{scoring}\nrouting:\n{routing}")
 }
 

@@ -355,3 +355,37 @@ pub async fn mql(
         .unwrap();
     lead.id
 }
+
+/// A CRM's call of `POST /crm/events`, signed with `secret` as webhook `id` at `ts`.
+pub async fn crm_callback(
+    app: &TestApp,
+    secret: &str,
+    id: &str,
+    ts: i64,
+    body: &Value,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let body = body.to_string();
+    let signature = leadflow_domain::webhook::WebhookSecret::parse(secret)
+        .unwrap()
+        .sign(id, ts, body.as_bytes());
+    let r = app
+        .http
+        .post(format!("{}/crm/events", app.base_url))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, r.json().await.unwrap_or(Value::Null), headers)
+}
+
+/// The `scoring:` section of config/leadflow.yaml, for tests that write their own routing.
+pub fn example_scoring() -> String {
+    let example = std::fs::read_to_string(leadflow_local::config::example_path()).unwrap();
+    example[..example.find("\nrouting:").expect("the example routes")].to_owned()
+}

@@ -111,9 +111,11 @@ fn the_http_api_is_split_by_purpose() {
     assert_eq!(
         routes("LeadApiFunction"),
         [
+            signed("DELETE", "/owners/{id}/away"),
             signed("GET", "/leads/{id}"),
             signed("GET", "/segments/{tag}/leads"),
             signed("PATCH", "/leads/{id}/qualification"),
+            signed("PUT", "/owners/{id}/away"),
         ]
     );
     // The public function cannot list what others entered: no Query on the table.

@@ -17,6 +17,7 @@ use leadflow_domain::ports::{
     SecretError, SecretSource,
 };
 use leadflow_domain::routing::RoutingConfig;
+use leadflow_domain::sla::SlaConfig;
 use leadflow_domain::webhook::{signed_headers, SignedHeaders, WebhookSecret};
 use leadflow_domain::{Decision, Stage};
 use leadflow_lambda::active_config::ActiveConfig;
@@ -161,7 +162,9 @@ where
             }
             Err(e) => return Answer::store_failed(&e),
         }
-        let answer = self.apply(routing, body, &crm, signed.id, now).await;
+        let answer = self
+            .apply(routing, &loaded.config.sla, body, &crm, signed.id, now)
+            .await;
         // An answer is final unless the service failed: a replay gets it again. Should storing
         // it fail, a re-run is still recognised by the webhook-id kept on the lead.
         if answer.status.is_server_error() {
@@ -215,6 +218,7 @@ where
     async fn apply(
         &self,
         routing: &RoutingConfig,
+        sla: &SlaConfig,
         body: &[u8],
         crm: &str,
         webhook_id: &str,
@@ -280,7 +284,7 @@ where
             if !may_update(routing, &lead, crm) {
                 return Err(Refusal::Forbidden);
             }
-            match apply_update(&mut lead, &update, crm, webhook_id, now) {
+            match apply_update(&mut lead, &update, crm, webhook_id, now, sla) {
                 Ok(c) => {
                     let applied = Applied::Now {
                         from: c.from,

@@ -1,8 +1,14 @@
 //! Outbound: a routed lead goes to its target's CRM as a signed Standard Webhooks POST with
-//! everything known about it. A failed attempt is retried by hiding the SQS message for the
-//! backoff delay; after the retry window the message is parked on the DLQ. Every attempt is on
-//! the lead's timeline. A delivery that succeeded is marked, so a redelivered message does
-//! not POST twice; where it still does (the mark failed), the CRM drops it by `webhook-id`.
+//! everything known about it (`lead.routed`; a partner's open offer without contact data,
+//! `lead.offered`, and the whole lead once it accepts), and so do the SLA notices
+//! (`lead.sla.reminder`, `lead.sla.escalated`, `lead.reassigned`, `lead.offer.expired`), to
+//! the person's CRM or the team's notification URL. A failed attempt is retried by hiding the
+//! SQS message for the backoff delay; after the retry window the message is parked on the
+//! DLQ. Every attempt is on the lead's timeline. A delivery that succeeded is marked, so a
+//! redelivered message does not POST twice; where it still does (the mark failed), the CRM
+//! drops it by `webhook-id`.
+
+use std::convert::Infallible;
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -10,16 +16,21 @@ use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::secrets::Secrets;
 use leadflow_aws::sqs::SqsRetryQueue;
 use leadflow_aws::Clients;
-use leadflow_domain::assignment::Assignment;
-use leadflow_domain::crm::{self, LeadContext, LeadRoutedPayload, RetryPolicy};
+use leadflow_domain::assignment::{AssignedTo, Assignment};
+use leadflow_domain::crm::{
+    self, LeadContext, LeadRoutedPayload, Notice, NoticePayload, Recipient, RetryPolicy,
+};
 use leadflow_domain::ports::{
     ConfigStore, IdempotencyBegin, IdempotencyStore, LeadStore, RetryQueue, ScoreStore,
     SecretSource, StoredResponse,
 };
 use leadflow_domain::webhook::{self, WebhookSecret};
-use leadflow_domain::{EventEnvelope, LeadEvent, TimelineAction, TimelineEntry};
-use leadflow_lambda::active_config::ActiveConfig;
+use leadflow_domain::{
+    Change, Decision, EventEnvelope, Lead, LeadEvent, LeadId, TimelineAction, TimelineEntry,
+};
+use leadflow_lambda::active_config::{ActiveConfig, LoadedConfig};
 use leadflow_lambda::config::{ConfigError, Env};
+use leadflow_lambda::lead_update::update;
 use leadflow_lambda::run::SqsFunction;
 use leadflow_lambda::sqs::{lead_of, leadflow_event, RecordError};
 use leadflow_lambda::wiring;
@@ -175,11 +186,11 @@ where
         }
     }
 
-    /// One delivery attempt of the routed lead in `m`.
+    /// One delivery attempt of the routed lead or SLA notice in `m`.
     async fn deliver(&self, m: &SqsMessage, now: DateTime<Utc>) -> Result<(), RecordError> {
         let body = m.body.as_deref().unwrap_or_default();
         let event = leadflow_event(body)?;
-        let LeadEvent::LeadRouted { assignment } = &event.event else {
+        let Some(what) = What::of(&event, self.settings.api_url.as_deref()) else {
             return Ok(());
         };
         let attempt = attempt_info(m, now);
@@ -196,7 +207,7 @@ where
             }
         }
         let result = self
-            .attempt(&event, assignment, &webhook_id, attempt, m, body, now)
+            .attempt(&event, &what, &webhook_id, attempt, m, body, now)
             .await;
         match &result {
             Ok(true) => {
@@ -233,13 +244,99 @@ where
         }
     }
 
+    /// Where a delivery goes: the assignee's CRM for a lead; for a notice, the team's
+    /// notification URL when it has one, else the CRM of the person concerned.
+    fn target(
+        &self,
+        what: &What<'_>,
+        loaded: &LoadedConfig,
+    ) -> Option<leadflow_domain::routing::CrmTarget> {
+        let routing = loaded.config.routing.as_ref()?;
+        match what {
+            What::Lead { assignment, .. } => routing.crm_for(&assignment.assigned_to).cloned(),
+            What::Notice {
+                recipient, notice, ..
+            } => loaded
+                .config
+                .sla
+                .team_of_pool(&notice.assignment.pool)
+                .and_then(|t| t.notify.clone())
+                .or_else(|| {
+                    let to = match recipient {
+                        Recipient::Assignee(to) => to.clone(),
+                        Recipient::Manager(m) => AssignedTo::ManagerQueue {
+                            id: m.id.clone(),
+                            name: m.name.clone(),
+                            email: m.email.clone(),
+                        },
+                    };
+                    routing.crm_for(&to).cloned()
+                }),
+        }
+    }
+
+    /// The body of a delivery: the lead with everything known (a partner's open offer
+    /// without contact data), or a notice.
+    async fn payload(
+        &self,
+        what: &What<'_>,
+        lead: Option<&Lead>,
+        event: &EventEnvelope,
+        loaded: &LoadedConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u8>, RecordError> {
+        let body = match (what, lead) {
+            (What::Lead { assignment, kind }, Some(lead)) => {
+                let score = self.store.score(lead.id).await?;
+                let interests = score
+                    .as_ref()
+                    .map(|s| s.state.interests(&loaded.config.scoring, now))
+                    .unwrap_or_default();
+                let activities = self
+                    .store
+                    .recent_activities(lead.id, crm::ACTIVITIES_SENT)
+                    .await?;
+                let context = LeadContext::build(
+                    lead,
+                    assignment,
+                    score.as_ref(),
+                    &interests,
+                    &activities,
+                    self.settings.api_url.as_deref(),
+                );
+                serde_json::to_vec(&LeadRoutedPayload {
+                    kind: (*kind).into(),
+                    version: crm::PAYLOAD_VERSION,
+                    timestamp: event.occurred_at,
+                    data: match *kind {
+                        crm::LEAD_OFFERED => context.offered(),
+                        _ => context,
+                    },
+                })
+            }
+            (What::Notice { kind, notice, .. }, _) => serde_json::to_vec(&NoticePayload {
+                kind: (*kind).into(),
+                version: crm::PAYLOAD_VERSION,
+                timestamp: event.occurred_at,
+                text: notice.text(kind),
+                data: (**notice).clone(),
+            }),
+            (What::Lead { .. }, None) => {
+                return Err(RecordError::Poison(
+                    "a lead delivery without its lead".into(),
+                ))
+            }
+        };
+        body.map_err(|e| RecordError::Poison(e.to_string()))
+    }
+
     /// One attempt. Ok(true): delivered; Ok(false): settled without a delivery (skipped or
     /// parked on the DLQ); Err: try again when the message reappears.
     #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         event: &EventEnvelope,
-        assignment: &Assignment,
+        what: &What<'_>,
         webhook_id: &str,
         attempt: AttemptInfo,
         m: &SqsMessage,
@@ -247,72 +344,37 @@ where
         now: DateTime<Utc>,
     ) -> Result<bool, RecordError> {
         let lead_id = event.lead_id;
-        let lead = lead_of(&self.store, lead_id).await?;
-        // The same handover (acceptance since then does not make it another one).
-        let current = lead
-            .assignment
-            .as_ref()
-            .is_some_and(|a| a.at == assignment.at && a.assigned_to == assignment.assigned_to);
-        if !current {
-            // Reassigned or handed back to marketing since: this handover is stale.
-            self.note(
-                event,
-                now,
-                TimelineAction::CrmDeliverySkipped,
-                json!({ "webhook_id": webhook_id }),
-                Some("the lead's assignment changed before it was delivered".into()),
-            )
-            .await;
-            return Ok(false);
-        }
+        let kind = what.kind();
+        // A lead is sent as it is now, and only while the handover is the current one.
+        let lead = match what {
+            What::Lead { assignment, .. } => {
+                let lead = lead_of(&self.store, lead_id).await?;
+                let current = lead.assignment.as_ref().is_some_and(|a| {
+                    a.at == assignment.at && a.assigned_to == assignment.assigned_to
+                });
+                if !current {
+                    // Reassigned or handed back to marketing since: this handover is stale.
+                    let why = "the lead's assignment changed before it was delivered";
+                    return Ok(self.skip(event, what, webhook_id, now, why.into()).await);
+                }
+                Some(lead)
+            }
+            What::Notice { .. } => None,
+        };
         let loaded = self.config.get().await.map_err(RecordError::retryable)?;
-        let Some(target) = loaded
-            .config
-            .routing
-            .as_ref()
-            .and_then(|r| r.crm_for(&assignment.assigned_to))
-            .cloned()
-        else {
-            self.note(
-                event,
-                now,
-                TimelineAction::CrmDeliverySkipped,
-                json!({ "webhook_id": webhook_id }),
-                Some(format!(
-                    "no CRM endpoint is configured for this assignment (config version {})",
-                    loaded.version
-                )),
-            )
-            .await;
-            return Ok(false);
+        let Some(target) = self.target(what, &loaded) else {
+            let why = format!(
+                "no CRM endpoint is configured for this assignment (config version {})",
+                loaded.version
+            );
+            return Ok(self.skip(event, what, webhook_id, now, why).await);
         };
         let outcome = match self.secrets.secret(&target.secret).await {
             Ok(s) => match WebhookSecret::parse(&s) {
                 Ok(secret) => {
-                    let score = self.store.score(lead_id).await?;
-                    let interests = score
-                        .as_ref()
-                        .map(|s| s.state.interests(&loaded.config.scoring, now))
-                        .unwrap_or_default();
-                    let activities = self
-                        .store
-                        .recent_activities(lead_id, crm::ACTIVITIES_SENT)
+                    let payload = self
+                        .payload(what, lead.as_ref(), event, &loaded, now)
                         .await?;
-                    let payload = LeadRoutedPayload {
-                        kind: crm::LEAD_ROUTED.into(),
-                        version: crm::PAYLOAD_VERSION,
-                        timestamp: event.occurred_at,
-                        data: LeadContext::build(
-                            &lead,
-                            assignment,
-                            score.as_ref(),
-                            &interests,
-                            &activities,
-                            self.settings.api_url.as_deref(),
-                        ),
-                    };
-                    let payload = serde_json::to_vec(&payload)
-                        .map_err(|e| RecordError::Poison(e.to_string()))?;
                     let timestamp = now.timestamp();
                     let signature = secret.sign(webhook_id, timestamp, &payload);
                     let headers = [
@@ -330,6 +392,7 @@ where
         };
         let mut detail = json!({
             "webhook_id": webhook_id,
+            "type": kind,
             "attempt": attempt.number,
             "endpoint_host": host_of(&target.endpoint),
             "outcome": outcome.describe(),
@@ -342,9 +405,12 @@ where
             self.secrets.refresh();
         }
         if outcome.delivered() {
-            tracing::info!(lead_id = %lead_id, attempt = attempt.number, "delivered to the CRM");
+            tracing::info!(lead_id = %lead_id, attempt = attempt.number, kind, "delivered to the CRM");
             self.note(event, now, TimelineAction::CrmDelivered, detail, None)
                 .await;
+            if let What::Lead { assignment, .. } = what {
+                self.mark_delivered(lead_id, assignment, now).await;
+            }
             return Ok(true);
         }
         let elapsed = now
@@ -395,6 +461,95 @@ where
                 .await;
                 Ok(false)
             }
+        }
+    }
+
+    /// Settles a delivery that is not sent, saying why on the timeline: `false`, nothing was
+    /// delivered.
+    async fn skip(
+        &self,
+        event: &EventEnvelope,
+        what: &What<'_>,
+        webhook_id: &str,
+        now: DateTime<Utc>,
+        why: String,
+    ) -> bool {
+        let detail = json!({ "webhook_id": webhook_id, "type": what.kind() });
+        self.note(
+            event,
+            now,
+            TimelineAction::CrmDeliverySkipped,
+            detail,
+            Some(why),
+        )
+        .await;
+        false
+    }
+
+    /// Records when the CRM took the lead (the end of the system's part of the wait), once,
+    /// and only while the handover is the current one. A failure is logged: the delivery
+    /// stands.
+    async fn mark_delivered(&self, lead: LeadId, handover: &Assignment, now: DateTime<Utc>) {
+        let marked = update(&self.store, lead, now, |mut l| {
+            let Some(a) = l.assignment.as_mut().filter(|a| {
+                a.at == handover.at
+                    && a.assigned_to == handover.assigned_to
+                    && a.delivered_at.is_none()
+            }) else {
+                return Ok::<_, Infallible>(Decision::Keep(()));
+            };
+            a.delivered_at = Some(now);
+            Ok(Decision::store(l, Change::default(), ()))
+        })
+        .await;
+        if let Err(e) = marked {
+            tracing::warn!(lead_id = %lead, error = %e, "delivery time not recorded");
+        }
+    }
+}
+
+/// What an event asks to deliver.
+enum What<'e> {
+    /// The lead itself: `lead.routed`, or `lead.offered` for a partner's open offer.
+    Lead {
+        assignment: &'e Assignment,
+        kind: &'static str,
+    },
+    /// An SLA notice.
+    Notice {
+        kind: &'static str,
+        recipient: Recipient,
+        notice: Box<Notice>,
+    },
+}
+
+impl<'e> What<'e> {
+    fn of(event: &'e EventEnvelope, api_url: Option<&str>) -> Option<Self> {
+        match &event.event {
+            LeadEvent::LeadRouted { assignment } => Some(What::Lead {
+                assignment,
+                kind: if assignment.is_open_offer() {
+                    crm::LEAD_OFFERED
+                } else {
+                    crm::LEAD_ROUTED
+                },
+            }),
+            // The partner took the offer: now it gets the lead with its contact data.
+            LeadEvent::PartnerOfferAccepted { assignment } => Some(What::Lead {
+                assignment,
+                kind: crm::LEAD_ROUTED,
+            }),
+            _ => Notice::of(event, api_url).map(|(kind, recipient, notice)| What::Notice {
+                kind,
+                recipient,
+                notice: Box::new(notice),
+            }),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            What::Lead { kind, .. } | What::Notice { kind, .. } => kind,
         }
     }
 }

@@ -1,14 +1,16 @@
 //! The sales and read routes of the HTTP API, for sales tools, CRMs and ops (IAM-authorised in
 //! template.yaml: callers sign with SigV4): `GET /leads/{id}` (a lead with its timeline),
 //! `PATCH /leads/{id}/qualification` (BANT by inside sales) and `GET /segments/{tag}/leads`
-//! (the leads interested in a tag). What landing pages call is capture-form's.
+//! (the leads interested in a tag), `PUT` / `DELETE /owners/{id}/away` (an owner's vacation:
+//! no new leads, and their team's policy for their due leads). What landing pages call is
+//! capture-form's.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::Clients;
-use leadflow_domain::ports::{ConfigStore, LeadStore, ScoreStore};
+use leadflow_domain::ports::{Availability, Away, ConfigStore, LeadStore, ScoreStore};
 use leadflow_domain::tag::{Tag, TagError};
 use leadflow_domain::{Decision, FieldErrors, LeadId};
 use leadflow_lambda::active_config::{ActiveConfig, ActiveConfigError};
@@ -44,6 +46,8 @@ enum Route {
     Qualification(String),
     /// `/segments/{tag}/leads`
     Segment(String),
+    /// `/owners/{id}/away`
+    Away(String),
 }
 
 impl Route {
@@ -53,14 +57,16 @@ impl Route {
             ["", "leads", id] => Some(Route::Lead((*id).to_owned())),
             ["", "leads", id, "qualification"] => Some(Route::Qualification((*id).to_owned())),
             ["", "segments", tag, "leads"] => Some(Route::Segment((*tag).to_owned())),
+            ["", "owners", id, "away"] => Some(Route::Away((*id).to_owned())),
             _ => None,
         }
     }
 
-    fn allowed_method(&self) -> Method {
+    fn allowed_methods(&self) -> &'static [Method] {
         match self {
-            Route::Qualification(_) => Method::PATCH,
-            Route::Lead(_) | Route::Segment(_) => Method::GET,
+            Route::Qualification(_) => &[Method::PATCH],
+            Route::Lead(_) | Route::Segment(_) => &[Method::GET],
+            Route::Away(_) => &[Method::PUT, Method::DELETE],
         }
     }
 }
@@ -71,7 +77,7 @@ fn no_such_lead() -> Answer {
 
 impl<S> HttpFunction for LeadApi<S>
 where
-    S: LeadStore + ScoreStore + ConfigStore,
+    S: LeadStore + ScoreStore + ConfigStore + Availability,
 {
     async fn handle(&self, req: Request) -> Response<Body> {
         self.handle_at(req, Utc::now()).await.into_response()
@@ -80,7 +86,7 @@ where
 
 impl<S> LeadApi<S>
 where
-    S: LeadStore + ScoreStore + ConfigStore,
+    S: LeadStore + ScoreStore + ConfigStore + Availability,
 {
     pub fn new(store: S, config: ActiveConfig<S>) -> Self {
         Self { store, config }
@@ -91,8 +97,13 @@ where
         let Some(route) = Route::of(req.uri().path()) else {
             return Answer::error(StatusCode::NOT_FOUND, "no such route");
         };
-        if req.method() != route.allowed_method() {
-            let allowed = route.allowed_method().to_string();
+        if !route.allowed_methods().contains(req.method()) {
+            let allowed = route
+                .allowed_methods()
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
             let mut a = Answer::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("allowed: {allowed}"),
@@ -104,6 +115,102 @@ where
             Route::Lead(id) => self.get_lead(id).await,
             Route::Qualification(id) => self.patch_qualification(id, &req, now).await,
             Route::Segment(tag) => self.segment(tag, &req, now).await,
+            Route::Away(owner) if req.method() == Method::DELETE => self.back(owner).await,
+            Route::Away(owner) => self.away(owner, &req, now).await,
+        }
+    }
+
+    /// The owner, if the active routing configuration has one by this id.
+    async fn owner_known(&self, owner: &str) -> Result<(), Answer> {
+        match self.config.get().await {
+            Ok(c)
+                if c.config
+                    .routing
+                    .as_ref()
+                    .is_some_and(|r| r.owner(owner).is_some()) =>
+            {
+                Ok(())
+            }
+            Ok(_) => Err(Answer::error(StatusCode::NOT_FOUND, "no such owner")),
+            Err(ActiveConfigError::Store(e)) => Err(Answer::store_failed(&e)),
+            Err(e) => Err(Answer::unavailable(&e)),
+        }
+    }
+
+    /// `PUT /owners/{id}/away`: the owner is away from `from` to `to` (both days included,
+    /// UTC dates): no new leads, and their due leads follow the team's `when_owner_away`.
+    async fn away(&self, owner: &str, req: &Request, now: DateTime<Utc>) -> Answer {
+        let body = match json_request(req, MAX_BODY_BYTES) {
+            Ok(v) => v,
+            Err(answer) => return answer,
+        };
+        if let Err(answer) = self.owner_known(owner).await {
+            return answer;
+        }
+        let mut errors = FieldErrors::new();
+        let date = |name: &str, errors: &mut FieldErrors| match body
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::parse::<NaiveDate>)
+        {
+            Some(Ok(d)) => Some(d),
+            _ => {
+                errors.insert(name.into(), "is required: a date such as 2026-12-24".into());
+                None
+            }
+        };
+        let (from, to) = (date("from", &mut errors), date("to", &mut errors));
+        let by = body
+            .get("by")
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|b| {
+                !b.is_empty() && b.chars().count() <= 128 && !b.chars().any(char::is_control)
+            });
+        if by.is_none() {
+            errors.insert(
+                "by".into(),
+                "is required: who marks the owner away (at most 128 characters)".into(),
+            );
+        }
+        if let Some(key) = body.as_object().and_then(|o| {
+            o.keys()
+                .find(|k| !["from", "to", "by"].contains(&k.as_str()))
+        }) {
+            errors.insert(key.clone(), "unknown field".into());
+        }
+        if let (Some(f), Some(t)) = (from, to) {
+            if t < f {
+                errors.insert("to".into(), "must not be before from".into());
+            } else if (t - f).num_days() > 366 {
+                errors.insert("to".into(), "must be within a year of from".into());
+            }
+        }
+        let (Some(from), Some(to), Some(by), true) = (from, to, by, errors.is_empty()) else {
+            return Answer::fields(errors);
+        };
+        let away = Away {
+            owner: owner.to_owned(),
+            from,
+            to,
+            by: by.to_owned(),
+            at: now,
+        };
+        match self.store.set_away(&away).await {
+            Ok(()) => Answer::json(StatusCode::OK, json!(away)),
+            Err(e) => Answer::store_failed(&e),
+        }
+    }
+
+    /// `DELETE /owners/{id}/away`: the owner is back.
+    async fn back(&self, owner: &str) -> Answer {
+        if let Err(answer) = self.owner_known(owner).await {
+            return answer;
+        }
+        match self.store.clear_away(owner).await {
+            Ok(true) => Answer::json(StatusCode::NO_CONTENT, serde_json::Value::Null),
+            Ok(false) => Answer::error(StatusCode::NOT_FOUND, "the owner is not marked away"),
+            Err(e) => Answer::store_failed(&e),
         }
     }
 

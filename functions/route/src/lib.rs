@@ -11,8 +11,6 @@
 //! redelivered `LeadQualified` assigns nothing twice. `LeadRouted` carries the assignment with
 //! the rule, the config version and the SLA deadline.
 
-use std::collections::BTreeMap;
-
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::{DateTime, Utc};
 use leadflow_aws::dynamo::DynamoStore;
@@ -20,17 +18,17 @@ use leadflow_aws::eventbridge::EventBridgePublisher;
 use leadflow_aws::Clients;
 use leadflow_domain::assignment::AssignedTo;
 use leadflow_domain::ports::{
-    ConfigStore, EventPublisher, LeadStore, Outbox, RoutingState, ScoreStore,
+    Availability, ConfigStore, EventPublisher, LeadStore, Outbox, RoutingState, ScoreStore,
 };
-use leadflow_domain::routing::{self, Owner, RoutingError, RoutingFacts, RoutingPlan, Target};
-use leadflow_domain::scoring::{Grade, Temperature};
-use leadflow_domain::{Decision, Lead, LeadEvent, LeadId};
+use leadflow_domain::routing::{self, RoutingError, RoutingFacts, Target};
+use leadflow_domain::{Decision, LeadEvent, LeadId};
 use leadflow_lambda::active_config::ActiveConfig;
 use leadflow_lambda::config::{ConfigError, Env};
 use leadflow_lambda::lead_update::{update_read, UpdateError};
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::run::SqsFunction;
 use leadflow_lambda::sqs::{lead_of, leadflow_event, RecordError};
+use leadflow_lambda::turns::{away_today, release_unused, take_turn};
 use leadflow_lambda::wiring::Backend;
 
 pub struct Route<S, P> {
@@ -48,7 +46,7 @@ impl Route<DynamoStore, EventBridgePublisher> {
 
 impl<S, P> SqsFunction for Route<S, P>
 where
-    S: LeadStore + ScoreStore + Outbox + ConfigStore + RoutingState,
+    S: LeadStore + ScoreStore + Outbox + ConfigStore + RoutingState + Availability,
     P: EventPublisher,
 {
     async fn record(&self, message: &SqsMessage, now: DateTime<Utc>) -> Result<(), RecordError> {
@@ -60,21 +58,9 @@ where
     }
 }
 
-/// What routing looks at, from the lead and its interests.
-fn facts<'a>(lead: &'a Lead, interests: &'a BTreeMap<String, f64>) -> RoutingFacts<'a> {
-    let q = lead.qualification.as_ref();
-    RoutingFacts {
-        lead,
-        grade: q.map_or(Grade::C, |q| q.grade),
-        temperature: q.map_or(Temperature::Cold, |q| q.temperature),
-        interests,
-        product: q.and_then(|q| q.product.as_deref()),
-    }
-}
-
 impl<S, P> Route<S, P>
 where
-    S: LeadStore + ScoreStore + Outbox + ConfigStore + RoutingState,
+    S: LeadStore + ScoreStore + Outbox + ConfigStore + RoutingState + Availability,
     P: EventPublisher,
 {
     pub fn new(store: S, publisher: P, config: ActiveConfig<S>) -> Self {
@@ -83,30 +69,6 @@ where
             publisher,
             config,
         }
-    }
-
-    /// Whose turn it is: the next member of the plan's turn order who may take the lead and
-    /// is under their daily cap (whose slot is then taken). `None` when nobody is.
-    async fn pick_owner<'c>(
-        &self,
-        plan: &RoutingPlan<'c>,
-        facts: &RoutingFacts<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<&'c Owner>, RecordError> {
-        let day = now.date_naive();
-        for _ in 0..plan.turns_to_try() {
-            let turn = self.store.next_turn(&plan.pool.id).await?;
-            let Some(owner) = plan.candidate(turn, facts, day) else {
-                continue;
-            };
-            if let Some(cap) = owner.daily_cap {
-                if !self.store.take_daily_slot(&owner.id, day, cap).await? {
-                    continue;
-                }
-            }
-            return Ok(Some(owner));
-        }
-        Ok(None)
     }
 
     pub async fn route(&self, lead_id: LeadId, now: DateTime<Utc>) -> Result<(), RecordError> {
@@ -128,11 +90,18 @@ where
             .map(|r| r.state)
             .unwrap_or_default();
         let interests = state.interests(&loaded.config.scoring, now);
-        let plan = routing.plan(&facts(&lead, &interests));
+        let mut excluded = away_today(&self.store, now).await?;
+        excluded.extend(lead.passed_over());
+        let plan = routing.plan(&RoutingFacts::of(&lead, &interests, &excluded));
         let picked = match plan.target {
             Target::Members { .. } => {
-                self.pick_owner(&plan, &facts(&lead, &interests), now)
-                    .await?
+                take_turn(
+                    &self.store,
+                    &plan,
+                    &RoutingFacts::of(&lead, &interests, &excluded),
+                    now,
+                )
+                .await?
             }
             _ => None,
         };
@@ -147,29 +116,23 @@ where
             // keeps the pool.
             let plan = first_plan
                 .take()
-                .unwrap_or_else(|| routing.plan(&facts(&lead, &interests)));
+                .unwrap_or_else(|| routing.plan(&RoutingFacts::of(&lead, &interests, &excluded)));
             let picked = picked.filter(|_| plan.pool.id == planned_pool);
-            let assignment = routing::assign(&plan, picked, loaded.version, now)?;
+            let assignment =
+                routing::assign(&plan, picked, &loaded.config.sla, loaded.version, now)?;
             let change = lead.assign(assignment, now);
             Ok::<_, RoutingError>(Decision::store(lead, change, ()))
         })
         .await;
-        let assigned = result
+        let got_it = result
             .as_ref()
             .ok()
             .and_then(|u| u.stored.as_ref())
-            .and_then(|l| l.assignment.as_ref());
+            .and_then(|l| l.assignment.as_ref())
+            .filter(|a| matches!(a.assigned_to, AssignedTo::Owner { .. }))
+            .map_or("", |a| a.assignee_id());
         // A slot taken for an owner who did not get the lead after all is given back.
-        if let Some(owner) = picked.filter(|o| o.daily_cap.is_some()) {
-            let got_it = assigned.is_some_and(
-                |a| matches!(&a.assigned_to, AssignedTo::Owner { id, .. } if *id == owner.id),
-            );
-            if !got_it {
-                self.store
-                    .release_daily_slot(&owner.id, now.date_naive())
-                    .await?;
-            }
-        }
+        release_unused(&self.store, picked, got_it, now).await?;
         let updated = result.map_err(|e| match e {
             // Nobody can take it today: a later delivery may find someone.
             UpdateError::Rejected(e) => RecordError::Retryable(e.to_string()),

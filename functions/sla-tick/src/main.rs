@@ -1,3 +1,6 @@
+// The handler future nests deeply (due index, lead, score, turns and outbox calls).
+#![recursion_limit = "256"]
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let (aws, env) = leadflow_lambda::start().await;

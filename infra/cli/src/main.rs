@@ -14,6 +14,7 @@
 //! the dev stack's when the table came from it, else AWS itself.
 
 mod replay;
+mod sla;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,6 +52,11 @@ enum Command {
     Crm {
         #[command(subcommand)]
         action: CrmAction,
+    },
+    /// The SLA ladders: run a tick at a chosen time, list what is due.
+    Sla {
+        #[command(subcommand)]
+        action: sla::SlaAction,
     },
 }
 
@@ -100,6 +106,9 @@ struct DevStack {
     /// is null when the stack has no such queue.
     #[serde(default)]
     queues: std::collections::BTreeMap<String, Option<String>>,
+    /// The stack's event bus.
+    #[serde(default)]
+    bus: Option<String>,
 }
 
 /// `.local/dev-stack.json` of the workspace the command runs in, written by `cargo dev`.
@@ -117,6 +126,13 @@ fn dev_stack() -> Option<DevStack> {
 }
 
 async fn store(cli: &Cli) -> Result<DynamoStore, String> {
+    connect(cli).await.map(|(store, _, _)| store)
+}
+
+/// The stack's table, the SDK configuration, and the dev stack when the table came from it.
+async fn connect(
+    cli: &Cli,
+) -> Result<(DynamoStore, aws_config::SdkConfig, Option<DevStack>), String> {
     let env_table = std::env::var("TABLE_NAME").ok().filter(|t| !t.is_empty());
     let dev = if cli.table.is_none() && env_table.is_none() {
         dev_stack()
@@ -130,10 +146,8 @@ async fn store(cli: &Cli) -> Result<DynamoStore, String> {
         .or_else(|| dev.as_ref().map(|d| d.table.clone()))
         .ok_or("no table: pass --table, set TABLE_NAME, or run `cargo dev` in this workspace")?;
     let sdk = sdk_config(cli, dev.as_ref()).await;
-    Ok(DynamoStore::new(
-        leadflow_aws::aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-    ))
+    let store = DynamoStore::new(leadflow_aws::aws_sdk_dynamodb::Client::new(&sdk), table);
+    Ok((store, sdk, dev))
 }
 
 /// The SDK configuration: the endpoint is `--endpoint-url`, else `AWS_ENDPOINT_URL`, else the
@@ -218,11 +232,7 @@ async fn secret_prefix(flag: Option<&str>, store: Result<&DynamoStore, &str>) ->
 
 /// Refuses a configuration whose CRM secrets the deployed functions may not read.
 fn check_secrets(config: &LeadflowConfig, prefix: &SecretPrefix) -> Result<(), String> {
-    let outside = config
-        .routing
-        .as_ref()
-        .map(|r| r.secrets_outside(&prefix.prefix))
-        .unwrap_or_default();
+    let outside = config.secrets_outside(&prefix.prefix);
     if outside.is_empty() {
         return Ok(());
     }
@@ -265,6 +275,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("crm replay: {e}"))
         }
+        Command::Sla { action } => return sla::run(&cli, action).await,
     };
     match action {
         ConfigAction::Check {
@@ -355,7 +366,7 @@ mod tests {
             Command::Crm {
                 action: CrmAction::Replay(args),
             } => Ok(args),
-            Command::Config { .. } => panic!("parsed as config"),
+            Command::Config { .. } | Command::Sla { .. } => panic!("parsed as something else"),
         }
     }
 
@@ -449,6 +460,16 @@ mod tests {
         assert!(
             check_secrets(&unchanged, &prefix).is_ok(),
             "env: secrets pass"
+        );
+        let team_arn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:chat/sales-Zz99Yy";
+        let notify = yaml.replace(
+            "      when_owner_away: reassign\n",
+            &format!("      when_owner_away: reassign\n      notify: {{ endpoint: \"https://chat.example.com/hooks/sales\", secret: \"{team_arn}\" }}\n"),
+        );
+        let err = check_secrets(&LeadflowConfig::parse(&notify).unwrap(), &prefix).unwrap_err();
+        assert!(
+            err.contains(&format!("sla.teams.dach-sales.notify.secret: {team_arn}")),
+            "{err}"
         );
     }
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""A CRM for local development: receives leadflow's deliveries, checks their Standard Webhooks
-signature, prints the lead, and can answer the CRM's side (accepted, ...) back to leadflow.
+"""A CRM for local development: receives leadflow's deliveries (routed leads, partner offers and
+SLA notices), checks their Standard Webhooks signature, prints them, and can answer the CRM's
+side (accepted, ...) back to leadflow.
 
     python3 infra/local/py/crm_receiver.py [--port 9000] [--fail 3]
         [--secret whsec_...] [--accept --api http://127.0.0.1:3000]
 
 --fail N answers the first N deliveries with 500 (to watch the retries); --accept posts a signed
-`accepted` callback for every delivered lead. Standard library only.
+`accepted` callback for every delivered lead (not for offers or notices). Standard library only.
 """
 
 from __future__ import annotations
@@ -76,13 +77,19 @@ def main() -> None:
                 print(f"duplicate {msg_id}: ignored")
                 return
             seen.add(msg_id)
-            data = json.loads(body)["data"]
+            payload = json.loads(body)
+            kind, data = payload["type"], payload["data"]
+            if kind not in ("lead.routed", "lead.offered"):
+                # An SLA notice: its text line says what happened.
+                print(f"{kind}: {payload.get('text')}  [{msg_id}, signature ok]")
+                return
             owner = data["assignment"]["assigned_to"]
             score = data.get("score") or {}
-            print(f"lead {data['lead_id']} ({data['contact']['email']}) for {owner.get('name')}: "
+            contact = (data.get("contact") or {}).get("email", "contact withheld until accepted")
+            print(f"{kind} {data['lead_id']} ({contact}) for {owner.get('name')}: "
                   f"score {score.get('score')} grade {score.get('grade')} {score.get('temperature')}, "
                   f"SLA {data['assignment']['sla_deadline']}  [{msg_id}, signature ok]")
-            if args.accept:
+            if args.accept and kind == "lead.routed":
                 threading.Thread(target=accept, args=(data["lead_id"],)).start()
 
         def log_message(self, *_: object) -> None:

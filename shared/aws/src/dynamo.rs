@@ -16,6 +16,8 @@ pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// The sparse GSI that lists leads by stage and outbox events by due time.
 pub const GSI1: &str = "gsi1";
+/// The sparse GSI of leads whose next SLA step is due, by due time, in shards.
+pub const GSI2: &str = "gsi2";
 /// How long an `Idempotency-Key` answers with its first response.
 pub const IDEMPOTENCY_RETENTION: chrono::Duration = chrono::Duration::hours(24);
 /// How long a request may hold an `Idempotency-Key` before a retry may take it over.
@@ -41,6 +43,12 @@ pub mod keys {
     }
     pub fn stage_gsi1pk(lead: &Lead) -> String {
         format!("STAGE#{}", lead.stage)
+    }
+    pub fn sla_due_gsi2pk(shard: u8) -> String {
+        format!("SLADUE#{shard:02}")
+    }
+    pub fn sla_due_gsi2sk(due: DateTime<Utc>, lead: LeadId) -> String {
+        format!("{}#{lead}", sortable(due))
     }
     pub fn outbox_pk(event_id: Uuid) -> String {
         format!("OUTBOX#{event_id}")
@@ -136,6 +144,21 @@ impl DynamoStore {
             "gsi1sk".into(),
             s(format!("{}#{}", sortable(lead.created_at), lead.id)),
         );
+        // While an SLA ladder runs, the lead is listed in the due index by its next step.
+        if let Some(due) = lead
+            .assignment
+            .as_ref()
+            .and_then(|a| a.sla.as_ref())
+            .and_then(|t| t.next_due)
+        {
+            item.insert(
+                "gsi2pk".into(),
+                s(keys::sla_due_gsi2pk(leadflow_domain::ports::sla_shard(
+                    lead.id,
+                ))),
+            );
+            item.insert("gsi2sk".into(), s(keys::sla_due_gsi2sk(due, lead.id)));
+        }
         Ok(item)
     }
 

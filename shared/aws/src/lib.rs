@@ -15,6 +15,8 @@ pub mod routing_state;
 #[cfg(feature = "dynamodb")]
 pub mod score_store;
 pub mod secrets;
+#[cfg(feature = "dynamodb")]
+pub mod sla_store;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 

@@ -108,6 +108,9 @@ fn bench(c: &mut Criterion) {
         at: now(),
         sla_deadline: now() + Duration::hours(24),
         accepted_at: None,
+        sla: None,
+        delivered_at: None,
+        outcome: None,
     };
     let secret = WebhookSecret::parse(SECRET).unwrap();
 

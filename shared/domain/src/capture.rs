@@ -91,6 +91,7 @@ impl Lead {
             qualification: None,
             bant: None,
             assignment: None,
+            assignment_history: Vec::new(),
             crm: None,
             created_at: at,
             updated_at: at,

@@ -1,6 +1,6 @@
-//! leadflow's configuration as versioned data: one YAML document (scoring model now, routing
-//! and SLA policy later), checked with errors that name the line and the field, and stored as
-//! immutable versions; the active version is what the functions use.
+//! leadflow's configuration as versioned data: one YAML document (scoring model, routing, SLA
+//! policy), checked with errors that name the line and the field, and stored as immutable
+//! versions; the active version is what the functions use.
 
 use std::fmt;
 
@@ -72,12 +72,53 @@ pub struct LeadflowConfig {
     /// Owners, pools, partners and routing rules (the route function needs it).
     #[serde(default)]
     pub routing: Option<crate::routing::RoutingConfig>,
+    /// Teams with their calendars and SLA ladders (sla-tick needs it); none: pools keep their
+    /// own `accept_within_hours` and no step is ever taken.
+    #[serde(default)]
+    pub sla: crate::sla::SlaConfig,
 }
 
 impl LeadflowConfig {
-    /// Parses and validates a configuration document.
+    /// Parses and validates a configuration document, including what one section says of
+    /// another (the pools a team works must be routing's pools).
     pub fn parse(yaml: &str) -> Result<Self, ConfigError> {
-        parse_yaml(yaml)
+        let config: Self = parse_yaml(yaml)?;
+        let pool_exists = |p: &str| config.routing.as_ref().is_some_and(|r| r.pool(p).is_some());
+        if let Some((team, pool)) = config.sla.pools().find(|(_, p)| !pool_exists(p)) {
+            return Err(ConfigError {
+                line: None,
+                column: None,
+                field: format!("sla.teams.{team}.pools"),
+                message: format!("{pool:?} is not a pool of routing.pools"),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The Secrets Manager ARNs of CRMs and team notification URLs that lie outside the
+    /// deployment's secret `prefix`, where each is configured (see
+    /// [`crate::routing::RoutingConfig::secrets_outside`]).
+    pub fn secrets_outside(&self, prefix: &str) -> Vec<(String, &str)> {
+        let mut outside = self
+            .routing
+            .as_ref()
+            .map(|r| r.secrets_outside(prefix))
+            .unwrap_or_default();
+        outside.extend(self.sla.teams().iter().filter_map(|t| {
+            t.notify
+                .as_ref()
+                .filter(|n| {
+                    n.secret_name()
+                        .is_some_and(|name| !name.starts_with(prefix))
+                })
+                .map(|n| {
+                    (
+                        format!("sla.teams.{}.notify.secret", t.id),
+                        n.secret.as_str(),
+                    )
+                })
+        }));
+        outside
     }
 
     /// A one-line account of what the configuration holds.
@@ -90,14 +131,18 @@ impl LeadflowConfig {
             s.products().len(),
             s.thresholds().mql
         );
-        match &self.routing {
+        let routing = match &self.routing {
             Some(r) => format!(
-                "{scoring}; routing: {} owners, {} pools, {} rules",
+                "routing: {} owners, {} pools, {} rules",
                 r.owners.len(),
                 r.pools.len(),
                 r.rules.len()
             ),
-            None => format!("{scoring}; no routing"),
+            None => "no routing".to_owned(),
+        };
+        match self.sla.teams().len() {
+            0 => format!("{scoring}; {routing}"),
+            n => format!("{scoring}; {routing}; SLA: {n} teams"),
         }
     }
 }

@@ -9,15 +9,16 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::assignment::Assignment;
+use crate::assignment::{AssignedTo, Assignment, AssignmentEnd, Person, SlaAction, SlaTrack};
 use crate::bant::Bant;
 use crate::change::Change;
 use crate::crm_record::{CrmRecord, CrmStatus, Money};
-use crate::events::LeadEvent;
+use crate::events::{EventEnvelope, LeadEvent};
 use crate::fields::FieldErrors;
 use crate::lead::{Consent, Lead, LeadId, Utm};
 use crate::lead_score::LeadScore;
 use crate::scoring::{Contribution, Grade, Points, ScoreBand, Temperature, TopEvent};
+use crate::sla::SlaConfig;
 use crate::stage::{Stage, TransitionError};
 use crate::tag::Tag;
 use crate::timeline::{Actor, TimelineAction, TimelineEntry};
@@ -27,8 +28,15 @@ use crate::tracking::TrackedEvent;
 /// within a version; removing, renaming or redefining one raises it, with an entry in the
 /// changelog of docs/crm.md ("Payload versions").
 pub const PAYLOAD_VERSION: u32 = 1;
-/// The payload's `type`.
+/// The payload's `type`: a lead handed over, with everything known.
 pub const LEAD_ROUTED: &str = "lead.routed";
+/// A lead offered to a partner, without its contact data until the partner accepts.
+pub const LEAD_OFFERED: &str = "lead.offered";
+/// The SLA notifications ([`NoticePayload`]).
+pub const SLA_REMINDER: &str = "lead.sla.reminder";
+pub const SLA_ESCALATED: &str = "lead.sla.escalated";
+pub const LEAD_REASSIGNED: &str = "lead.reassigned";
+pub const OFFER_EXPIRED: &str = "lead.offer.expired";
 /// How many of the lead's latest activities travel with it.
 pub const ACTIVITIES_SENT: usize = 20;
 
@@ -63,7 +71,8 @@ pub struct LeadContext {
     pub lead_id: LeadId,
     pub stage: Stage,
     pub created_at: DateTime<Utc>,
-    pub contact: Contact,
+    /// Null in an offer to a partner (`lead.offered`) until it accepts.
+    pub contact: Option<Contact>,
     pub company: Company,
     pub attribution: Attribution,
     pub score: Option<ScoreSummary>,
@@ -167,18 +176,17 @@ impl LeadContext {
         interests.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(a.tag.cmp(&b.tag)));
         let mut activities: Vec<&Activity> = activities.iter().collect();
         activities.sort_by_key(|a| std::cmp::Reverse(a.event.occurred_at));
-        let base = api_url.map(|u| u.trim_end_matches('/').to_owned());
         LeadContext {
             lead_id: lead.id,
             stage: lead.stage,
             created_at: lead.created_at,
-            contact: Contact {
+            contact: Some(Contact {
                 email: lead.email.to_string(),
                 first_name: lead.first_name.clone(),
                 last_name: lead.last_name.clone(),
                 phone: lead.phone.clone(),
                 job_title: lead.job_title.clone(),
-            },
+            }),
             company: Company {
                 name: lead.company.clone(),
                 size: lead.company_size.clone(),
@@ -223,10 +231,231 @@ impl LeadContext {
             bant: lead.bant.clone(),
             assignment: assignment.clone(),
             custom_fields: lead.custom_fields.clone(),
-            links: Links {
-                lead: base.as_ref().map(|b| format!("{b}/leads/{}", lead.id)),
-                callback: base.as_ref().map(|b| format!("{b}/crm/events")),
-            },
+            links: Links::of(lead.id, api_url),
+        }
+    }
+}
+
+impl LeadContext {
+    /// What a partner sees of a lead it was offered: temperature, score, interests and what it
+    /// did, but no contact data (the person, the company's name and postcode, the consent
+    /// proof, BANT notes, custom fields, the landing page and the visited URLs) until it
+    /// accepts.
+    pub fn offered(mut self) -> Self {
+        self.contact = None;
+        self.company.name = None;
+        self.company.postcode = None;
+        self.consent = None;
+        // What inside sales wrote down may name people.
+        self.bant = None;
+        self.custom_fields.clear();
+        self.attribution.landing_page_url = None;
+        for a in &mut self.activities {
+            a.url = None;
+        }
+        // The lead's page in leadflow shows everything.
+        self.links.lead = None;
+        self
+    }
+}
+
+/// An SLA notification (`lead.sla.reminder`, `lead.sla.escalated`, `lead.reassigned`,
+/// `lead.offer.expired`): signed and delivered like a routed lead, to the CRM of the person
+/// concerned or the team's notification URL. `text` is a line for people (a chat incoming
+/// webhook shows it); `data` is for programs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoticePayload {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u32,
+    /// When the step was taken.
+    pub timestamp: DateTime<Utc>,
+    pub text: String,
+    pub data: Notice,
+}
+
+/// What an SLA notification says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub lead_id: LeadId,
+    /// The step of the ladder (none: a partner declined).
+    pub step: Option<u32>,
+    pub action: Option<SlaAction>,
+    /// When the step was due.
+    pub due: Option<DateTime<Utc>>,
+    /// The assignment the notice is about: the one waiting, or the one taken away.
+    pub assignment: Assignment,
+    /// Who has the lead now, when it was taken away.
+    pub now_with: Option<AssignedTo>,
+    /// The manager in copy of a reminder, or the manager told of an escalation.
+    pub manager: Option<Person>,
+    pub links: Links,
+}
+
+/// Whom a notice is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// The owner or partner of the assignment concerned (their CRM).
+    Assignee(AssignedTo),
+    /// The manager told of an escalation (the manager's CRM).
+    Manager(Person),
+}
+
+fn name_of(to: &AssignedTo) -> &str {
+    match to {
+        AssignedTo::Owner { name, .. }
+        | AssignedTo::ManagerQueue { name, .. }
+        | AssignedTo::Partner { name, .. } => name,
+    }
+}
+
+impl Notice {
+    /// The notice an SLA event makes, its `type` and whom it is for; `None` for events that
+    /// are not notices (and for a declined offer: the partner knows).
+    pub fn of(
+        event: &EventEnvelope,
+        api_url: Option<&str>,
+    ) -> Option<(&'static str, Recipient, Notice)> {
+        let links = Links::of(event.lead_id, api_url);
+        let notice = |step, action, due, assignment: &Assignment, now_with, manager| Notice {
+            lead_id: event.lead_id,
+            step,
+            action,
+            due,
+            assignment: assignment.clone(),
+            now_with,
+            manager,
+            links: links.clone(),
+        };
+        Some(match &event.event {
+            LeadEvent::SlaReminderDue {
+                step,
+                action,
+                due,
+                assignment,
+                cc,
+            } => (
+                SLA_REMINDER,
+                Recipient::Assignee(assignment.assigned_to.clone()),
+                notice(
+                    Some(*step),
+                    Some(*action),
+                    Some(*due),
+                    assignment,
+                    None,
+                    cc.clone(),
+                ),
+            ),
+            LeadEvent::SlaEscalated {
+                step,
+                due,
+                assignment,
+                manager,
+            } => (
+                SLA_ESCALATED,
+                Recipient::Manager(manager.clone()),
+                notice(
+                    Some(*step),
+                    Some(SlaAction::EscalateToManager),
+                    Some(*due),
+                    assignment,
+                    None,
+                    Some(manager.clone()),
+                ),
+            ),
+            LeadEvent::LeadReassigned { from, to, step } => (
+                LEAD_REASSIGNED,
+                Recipient::Assignee(from.assigned_to.clone()),
+                notice(
+                    *step,
+                    from.sla
+                        .as_ref()
+                        .and_then(|t| t.steps.last())
+                        .map(|s| s.action),
+                    from.sla
+                        .as_ref()
+                        .and_then(|t| t.steps.last())
+                        .map(|s| s.due),
+                    from,
+                    Some(to.assigned_to.clone()),
+                    None,
+                ),
+            ),
+            LeadEvent::PartnerOfferExpired { offer, next } => {
+                let declined = offer
+                    .outcome
+                    .as_ref()
+                    .is_some_and(|o| o.end == AssignmentEnd::Declined);
+                if declined {
+                    return None;
+                }
+                // The partner never had the lead: no link to its page either.
+                let mut withheld = links.clone();
+                withheld.lead = None;
+                (
+                    OFFER_EXPIRED,
+                    Recipient::Assignee(offer.assigned_to.clone()),
+                    Notice {
+                        links: withheld,
+                        ..notice(
+                            offer.sla.as_ref().map(|t| t.steps_taken.saturating_sub(1)),
+                            Some(SlaAction::ExpireOffer),
+                            Some(offer.sla_deadline),
+                            offer,
+                            next.as_ref().map(|n| n.assigned_to.clone()),
+                            None,
+                        )
+                    },
+                )
+            }
+            _ => return None,
+        })
+    }
+
+    /// A line for people: what happened, to whom, since when.
+    pub fn text(&self, kind: &str) -> String {
+        let who = name_of(&self.assignment.assigned_to);
+        let since = self.assignment.at.format("%Y-%m-%d %H:%M UTC");
+        let link = self
+            .links
+            .lead
+            .as_deref()
+            .map(|l| format!(" {l}"))
+            .unwrap_or_default();
+        match kind {
+            SLA_REMINDER => format!(
+                "Reminder: lead {} waits for acceptance by {who} since {since}{}.{link}",
+                self.lead_id,
+                self.manager
+                    .as_ref()
+                    .map(|m| format!(" (cc {})", m.name))
+                    .unwrap_or_default()
+            ),
+            SLA_ESCALATED => format!(
+                "Escalation: lead {} has waited for acceptance by {who} since {since}.{link}",
+                self.lead_id
+            ),
+            LEAD_REASSIGNED => format!(
+                "Lead {} was taken from {who}, who did not accept it since {since}; it is with {} now.{link}",
+                self.lead_id,
+                self.now_with.as_ref().map_or("nobody", name_of)
+            ),
+            _ => format!(
+                "The offer of lead {} to {who} (since {since}) ran out; it is with {} now.",
+                self.lead_id,
+                self.now_with.as_ref().map_or("nobody", name_of)
+            ),
+        }
+    }
+}
+
+impl Links {
+    /// The lead's page and the callback, under the HTTP API's base URL (none without one).
+    pub fn of(lead_id: LeadId, api_url: Option<&str>) -> Self {
+        let base = api_url.map(|u| u.trim_end_matches('/').to_owned());
+        Links {
+            lead: base.as_ref().map(|b| format!("{b}/leads/{lead_id}")),
+            callback: base.as_ref().map(|b| format!("{b}/crm/events")),
         }
     }
 }
@@ -490,13 +719,17 @@ pub struct CrmChange {
 /// Applies a CRM's update to the lead. `crm` is the secret reference of the CRM that signed it
 /// (its identity), `webhook_id` the callback's id. A status that repeats the lead's stage
 /// changes nothing but the record. The record (external id, amount) is the calling CRM's: a lead
-/// handed to another CRM starts a new one.
+/// handed to another CRM starts a new one. Acceptance stops the SLA clock and measures the
+/// wait on the team's calendar (`sla`); a partner's acceptance of its offer releases the
+/// lead's contact data to it (`PartnerOfferAccepted`); a partner's `declined` sends the lead
+/// on to the next partner at the next tick.
 pub fn apply_update(
     lead: &mut Lead,
     update: &CrmUpdate,
     crm: &str,
     webhook_id: &str,
     now: DateTime<Utc>,
+    sla: &SlaConfig,
 ) -> Result<CrmChange, CrmUpdateError> {
     let previous = lead.crm.clone().filter(|r| r.crm == crm);
     if let Some(p) = &previous {
@@ -510,9 +743,16 @@ pub fn apply_update(
         }
     }
     let from = lead.stage;
-    let to = update.status.stage();
+    let to = update.status.stage().unwrap_or(from);
     if from != to {
         from.transition(to)?;
+    }
+    let open_offer = lead.assignment.as_ref().is_some_and(|a| a.is_open_offer());
+    if update.status == CrmStatus::Declined && !open_offer {
+        return Err(CrmUpdateError::Fields(FieldErrors::from([(
+            "status".into(),
+            "only a partner declines a lead it was offered and has not accepted; owners hand a lead back with lost, recycled or rejected".into(),
+        )])));
     }
     let actor = Actor::Crm(update.by.clone().unwrap_or_else(|| "crm".into()));
     let mut detail = json!({ "status": update.status.as_str(), "from": from, "to": to });
@@ -562,27 +802,56 @@ pub fn apply_update(
         at: now,
         recent_webhook_ids,
     });
+    let mut events = Vec::new();
     match update.status {
         CrmStatus::Accepted | CrmStatus::Qualified | CrmStatus::Opportunity | CrmStatus::Won => {
             // Sales took the lead (whichever step the CRM reports first): the SLA clock stops.
-            if let Some(a) = lead.assignment.as_mut() {
+            if let Some(a) = lead.assignment.as_mut().filter(|a| a.accepted_at.is_none()) {
                 a.accept(now);
+                a.outcome = Some(sla.outcome(a, AssignmentEnd::Accepted, now));
+                if open_offer {
+                    events.push(LeadEvent::PartnerOfferAccepted {
+                        assignment: a.clone(),
+                    });
+                }
             }
         }
         CrmStatus::Lost | CrmStatus::Recycled if from != to => {
             // Back to marketing: a later qualification routes it afresh.
-            if let Some(a) = lead.assignment.take() {
+            if let Some(mut a) = lead.assignment.take() {
                 detail["previous_assignment"] = json!(a);
+                if a.outcome.is_none() {
+                    a.outcome = Some(sla.outcome(&a, AssignmentEnd::HandedBack, now));
+                }
+                if let Some(track) = a.sla.as_mut() {
+                    track.next_due = None;
+                }
+                lead.assignment_history.push(a);
+            }
+        }
+        CrmStatus::Declined => {
+            if let Some(a) = lead.assignment.as_mut() {
+                a.outcome = Some(sla.outcome(a, AssignmentEnd::Declined, now));
+                // The next tick offers the lead to the next partner.
+                a.sla
+                    .get_or_insert_with(|| SlaTrack {
+                        team: None,
+                        hot: false,
+                        steps_taken: 0,
+                        next_due: None,
+                        steps: Vec::new(),
+                    })
+                    .next_due = Some(now);
             }
         }
         _ => {}
     }
     lead.stage = to;
     lead.updated_at = now;
-    let action = if from == to {
-        TimelineAction::CrmStatus
-    } else {
-        TimelineAction::StageChanged
+    let action = match (from == to, &update.status) {
+        (_, CrmStatus::Declined) => TimelineAction::OfferDeclined,
+        (true, _) => TimelineAction::CrmStatus,
+        (false, _) => TimelineAction::StageChanged,
     };
     let mut change = Change::entry(TimelineEntry {
         at: now,
@@ -599,6 +868,7 @@ pub fn apply_update(
             reason: update.reason.clone(),
         });
     }
+    change.events.extend(events);
     Ok(CrmChange {
         from,
         to,
@@ -620,13 +890,18 @@ mod tests {
 
     #[test]
     fn statuses_map_to_stages() {
-        assert_eq!(CrmStatus::Accepted.stage(), Stage::Sal);
-        assert_eq!(CrmStatus::Qualified.stage(), Stage::Sql);
-        assert_eq!(CrmStatus::Opportunity.stage(), Stage::Opportunity);
-        assert_eq!(CrmStatus::Won.stage(), Stage::Customer);
-        assert_eq!(CrmStatus::Lost.stage(), Stage::Recycled);
-        assert_eq!(CrmStatus::Rejected.stage(), Stage::Rejected);
-        assert_eq!(CrmStatus::Recycled.stage(), Stage::Recycled);
+        assert_eq!(CrmStatus::Accepted.stage(), Some(Stage::Sal));
+        assert_eq!(CrmStatus::Qualified.stage(), Some(Stage::Sql));
+        assert_eq!(CrmStatus::Opportunity.stage(), Some(Stage::Opportunity));
+        assert_eq!(CrmStatus::Won.stage(), Some(Stage::Customer));
+        assert_eq!(CrmStatus::Lost.stage(), Some(Stage::Recycled));
+        assert_eq!(CrmStatus::Rejected.stage(), Some(Stage::Rejected));
+        assert_eq!(CrmStatus::Recycled.stage(), Some(Stage::Recycled));
+        assert_eq!(
+            CrmStatus::Declined.stage(),
+            None,
+            "a declined offer moves no stage"
+        );
     }
 
     #[test]
@@ -704,6 +979,9 @@ mod tests {
             at,
             sla_deadline: at + Duration::hours(24),
             accepted_at: None,
+            sla: None,
+            delivered_at: None,
+            outcome: None,
         });
         lead
     }
@@ -716,7 +994,15 @@ mod tests {
             json!({"status": "accepted", "lead_id": ID, "external_id": "006A1", "by": "anna"}),
         )
         .unwrap();
-        let change = apply_update(&mut lead, &accepted, "env:CRM", "msg_accepted", now).unwrap();
+        let change = apply_update(
+            &mut lead,
+            &accepted,
+            "env:CRM",
+            "msg_accepted",
+            now,
+            &SlaConfig::default(),
+        )
+        .unwrap();
         assert_eq!(
             (change.from, change.to, change.stage_changed),
             (Stage::Mql, Stage::Sal, true)
@@ -739,12 +1025,26 @@ mod tests {
         // Said again: nothing moves, the first acceptance time stays.
         let later = now + Duration::minutes(5);
         assert_eq!(
-            apply_update(&mut lead, &accepted, "env:CRM", "msg_accepted", later),
+            apply_update(
+                &mut lead,
+                &accepted,
+                "env:CRM",
+                "msg_accepted",
+                later,
+                &SlaConfig::default()
+            ),
             Err(CrmUpdateError::AlreadyApplied),
             "the same callback, re-run, changes nothing"
         );
-        let again =
-            apply_update(&mut lead, &accepted, "env:CRM", "msg_accepted_again", later).unwrap();
+        let again = apply_update(
+            &mut lead,
+            &accepted,
+            "env:CRM",
+            "msg_accepted_again",
+            later,
+            &SlaConfig::default(),
+        )
+        .unwrap();
         assert!(!again.stage_changed);
         assert!(
             again.change.events.is_empty(),
@@ -756,12 +1056,26 @@ mod tests {
         let other =
             parse(json!({"status": "qualified", "lead_id": ID, "external_id": "999"})).unwrap();
         assert!(matches!(
-            apply_update(&mut lead, &other, "env:CRM", "msg_other", now),
+            apply_update(
+                &mut lead,
+                &other,
+                "env:CRM",
+                "msg_other",
+                now,
+                &SlaConfig::default()
+            ),
             Err(CrmUpdateError::OtherRecord(_))
         ));
         // Skipping ahead is refused with what is allowed.
         let won = parse(json!({"status": "won", "lead_id": ID})).unwrap();
-        match apply_update(&mut lead, &won, "env:CRM", "msg_won", now) {
+        match apply_update(
+            &mut lead,
+            &won,
+            "env:CRM",
+            "msg_won",
+            now,
+            &SlaConfig::default(),
+        ) {
             Err(CrmUpdateError::Transition(t)) => {
                 assert_eq!(
                     t.allowed,
@@ -783,12 +1097,28 @@ mod tests {
         let now: DateTime<Utc> = "2026-11-22T13:00:00Z".parse().unwrap();
         let mut lead = routed_lead();
         let a = parse(json!({"status": "accepted", "lead_id": ID, "external_id": "A-1"})).unwrap();
-        apply_update(&mut lead, &a, "env:CRM_A", "msg_1", now).unwrap();
+        apply_update(
+            &mut lead,
+            &a,
+            "env:CRM_A",
+            "msg_1",
+            now,
+            &SlaConfig::default(),
+        )
+        .unwrap();
         // Handed to CRM B (say, after a recycle and a new routing): B links its own id.
         let b = parse(json!({"status": "qualified", "lead_id": ID, "external_id": "B-7",
             "bant": {"budget": {"amount": 1, "currency": "EUR"}, "authority": "user", "need": "x", "timeframe": "now"}}))
         .unwrap();
-        apply_update(&mut lead, &b, "env:CRM_B", "msg_1", now).unwrap();
+        apply_update(
+            &mut lead,
+            &b,
+            "env:CRM_B",
+            "msg_1",
+            now,
+            &SlaConfig::default(),
+        )
+        .unwrap();
         let record = lead.crm.as_ref().unwrap();
         assert_eq!(
             (record.crm.as_str(), record.external_id.as_deref()),
@@ -813,17 +1143,33 @@ mod tests {
             parse(json!({"status": "qualified", "lead_id": ID, "bant": {"need": "a CRM"}}))
                 .unwrap();
         assert!(
-            matches!(apply_update(&mut lead, &partial, "env:CRM", "msg_partial", now), Err(CrmUpdateError::Fields(f)) if f.contains_key("bant"))
+            matches!(apply_update(&mut lead, &partial, "env:CRM", "msg_partial", now, &SlaConfig::default()), Err(CrmUpdateError::Fields(f)) if f.contains_key("bant"))
         );
         assert!(lead.bant.is_none());
         let full = parse(json!({"status": "qualified", "lead_id": ID, "by": "anna", "bant": {"budget": {"amount": 1000, "currency": "EUR"}, "authority": "influencer", "need": "a CRM", "timeframe": "later"}})).unwrap();
-        apply_update(&mut lead, &full, "env:CRM", "msg_full", now).unwrap();
+        apply_update(
+            &mut lead,
+            &full,
+            "env:CRM",
+            "msg_full",
+            now,
+            &SlaConfig::default(),
+        )
+        .unwrap();
         assert_eq!(lead.stage, Stage::Sql);
         assert_eq!(lead.bant.as_ref().unwrap().by, "anna");
         let recycled =
             parse(json!({"status": "recycled", "lead_id": ID, "reason": "budget next year"}))
                 .unwrap();
-        let change = apply_update(&mut lead, &recycled, "env:CRM", "msg_recycled", now).unwrap();
+        let change = apply_update(
+            &mut lead,
+            &recycled,
+            "env:CRM",
+            "msg_recycled",
+            now,
+            &SlaConfig::default(),
+        )
+        .unwrap();
         assert_eq!(lead.stage, Stage::Recycled);
         assert!(
             lead.assignment.is_none(),

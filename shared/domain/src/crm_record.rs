@@ -17,10 +17,12 @@ pub enum CrmStatus {
     Lost,
     Rejected,
     Recycled,
+    /// A partner does not take the lead it was offered: it goes to the next partner.
+    Declined,
 }
 
 impl CrmStatus {
-    pub const ALL: [CrmStatus; 7] = [
+    pub const ALL: [CrmStatus; 8] = [
         CrmStatus::Accepted,
         CrmStatus::Qualified,
         CrmStatus::Opportunity,
@@ -28,6 +30,7 @@ impl CrmStatus {
         CrmStatus::Lost,
         CrmStatus::Rejected,
         CrmStatus::Recycled,
+        CrmStatus::Declined,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -39,19 +42,22 @@ impl CrmStatus {
             CrmStatus::Lost => "lost",
             CrmStatus::Rejected => "rejected",
             CrmStatus::Recycled => "recycled",
+            CrmStatus::Declined => "declined",
         }
     }
 
     /// The stage the status moves the lead to. A lost deal goes back to marketing as Recycled
-    /// (the loop of docs/domain.md); the CRM status keeps that it was lost.
-    pub fn stage(&self) -> Stage {
+    /// (the loop of docs/domain.md); the CRM status keeps that it was lost. A declined offer
+    /// moves no stage: the lead goes to the next partner.
+    pub fn stage(&self) -> Option<Stage> {
         match self {
-            CrmStatus::Accepted => Stage::Sal,
-            CrmStatus::Qualified => Stage::Sql,
-            CrmStatus::Opportunity => Stage::Opportunity,
-            CrmStatus::Won => Stage::Customer,
-            CrmStatus::Lost | CrmStatus::Recycled => Stage::Recycled,
-            CrmStatus::Rejected => Stage::Rejected,
+            CrmStatus::Accepted => Some(Stage::Sal),
+            CrmStatus::Qualified => Some(Stage::Sql),
+            CrmStatus::Opportunity => Some(Stage::Opportunity),
+            CrmStatus::Won => Some(Stage::Customer),
+            CrmStatus::Lost | CrmStatus::Recycled => Some(Stage::Recycled),
+            CrmStatus::Rejected => Some(Stage::Rejected),
+            CrmStatus::Declined => None,
         }
     }
 }

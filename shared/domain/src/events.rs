@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::assignment::Assignment;
+use crate::assignment::{Assignment, Person, SlaAction};
 use crate::lead::{Lead, LeadId};
 use crate::scoring::{Grade, Points, ScoreBand, Temperature};
 use crate::stage::Stage;
@@ -45,6 +45,40 @@ pub enum LeadEvent {
     },
     /// The lead was assigned (owner, manager queue or partner), with the rule that matched.
     LeadRouted { assignment: Assignment },
+    /// An SLA step reminds the assignee (with their manager in copy for `remind_with_manager`)
+    /// that the lead waits for acceptance.
+    SlaReminderDue {
+        step: u32,
+        action: SlaAction,
+        /// When the step was due.
+        due: DateTime<Utc>,
+        assignment: Assignment,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cc: Option<Person>,
+    },
+    /// An SLA step tells the owner's manager that the lead waits.
+    SlaEscalated {
+        step: u32,
+        due: DateTime<Utc>,
+        assignment: Assignment,
+        manager: Person,
+    },
+    /// The lead was taken from `from` (an SLA step) and given to `to`.
+    LeadReassigned {
+        from: Assignment,
+        to: Assignment,
+        /// The ladder step that took it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u32>,
+    },
+    /// A partner's offer was declined or not accepted in time; `next` has the lead now.
+    PartnerOfferExpired {
+        offer: Assignment,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<Assignment>,
+    },
+    /// A partner accepted its offer: it now receives the lead with its contact data.
+    PartnerOfferAccepted { assignment: Assignment },
     /// A lead moved along the lifecycle.
     StageChanged {
         from: Stage,
@@ -63,6 +97,11 @@ impl LeadEvent {
             LeadEvent::LeadScored { .. } => "LeadScored",
             LeadEvent::LeadQualified { .. } => "LeadQualified",
             LeadEvent::LeadRouted { .. } => "LeadRouted",
+            LeadEvent::SlaReminderDue { .. } => "SlaReminderDue",
+            LeadEvent::SlaEscalated { .. } => "SlaEscalated",
+            LeadEvent::LeadReassigned { .. } => "LeadReassigned",
+            LeadEvent::PartnerOfferExpired { .. } => "PartnerOfferExpired",
+            LeadEvent::PartnerOfferAccepted { .. } => "PartnerOfferAccepted",
             LeadEvent::StageChanged { .. } => "StageChanged",
         }
     }

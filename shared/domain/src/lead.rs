@@ -143,6 +143,10 @@ pub struct Lead {
     /// Who works the lead, and why (routing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<Assignment>,
+    /// Earlier assignments with how each ended (reassigned, offer expired, handed back ...):
+    /// the SLA facts of reporting, and whom the lead must not go to again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignment_history: Vec<Assignment>,
     /// The lead's record in the CRM (external id, last status), from the CRM's callbacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crm: Option<CrmRecord>,

@@ -15,6 +15,7 @@
 
 pub mod assignment;
 pub mod bant;
+pub mod calendar;
 pub mod capture;
 pub mod change;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod crm_record;
 pub mod email;
 pub mod events;
 pub mod fields;
+pub mod ladder;
 pub mod lead;
 pub mod lead_score;
 pub mod ports;

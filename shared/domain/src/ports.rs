@@ -355,3 +355,55 @@ pub trait RetryQueue: Send + Sync {
         reason: &str,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
+
+/// How many partitions the SLA due index spreads its entries over: no partition key takes
+/// every write, and a tick reads them all.
+pub const SLA_SHARDS: u8 = 16;
+
+/// The shard of a lead's due entry: from the random bits of its id, so leads spread evenly.
+pub fn sla_shard(id: LeadId) -> u8 {
+    id.as_uuid().as_bytes()[15] % SLA_SHARDS
+}
+
+/// A lead whose next SLA step is due, as the due index lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueLead {
+    pub lead_id: LeadId,
+    pub due: DateTime<Utc>,
+}
+
+/// The leads whose next SLA step is due: an index by due time (the lead item carries its
+/// entry while its ladder runs), sharded by [`sla_shard`].
+pub trait SlaDueIndex: Send + Sync {
+    /// One page of a shard's leads due at or before `until`, earliest first, after `cursor`
+    /// (the last page's cursor); the cursor for the next page, if there may be one.
+    fn due_leads(
+        &self,
+        shard: u8,
+        until: DateTime<Utc>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<(Vec<DueLead>, Option<String>), StoreError>> + Send;
+}
+
+/// An owner marked away through the API (vacation), besides the configuration's absences.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Away {
+    pub owner: String,
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+    /// Who marked it.
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Owners who are away: routing gives them no new leads, and the SLA ladder treats their
+/// due leads by their team's policy.
+pub trait Availability: Send + Sync {
+    /// Every away period set through the API (a handful per team).
+    fn absences(&self) -> impl Future<Output = Result<Vec<Away>, StoreError>> + Send;
+    /// Sets the owner's away period, replacing one set before.
+    fn set_away(&self, away: &Away) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Ends it; false when none was set.
+    fn clear_away(&self, owner: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}

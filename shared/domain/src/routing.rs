@@ -10,15 +10,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::assignment::{AssignedTo, Assignment, Id};
+use crate::assignment::{AssignedTo, Assignment, AssignmentEnd, Id};
 use crate::change::Change;
 use crate::events::LeadEvent;
 use crate::lead::Lead;
 use crate::scoring::{Grade, Temperature};
-use crate::sla::SlaPolicy;
+use crate::sla::{SlaConfig, SlaPolicy};
 use crate::stage::Stage;
 use crate::tag::Tag;
 use crate::timeline::{TimelineAction, TimelineEntry};
+pub use crate::webhook::CrmTarget;
 
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -34,15 +35,6 @@ fn valid_id(id: &str) -> bool {
 pub struct Absence {
     pub from: NaiveDate,
     pub to: NaiveDate,
-}
-
-/// Where a target's CRM receives leads: an https endpoint and the reference of its signing
-/// secret (`env:NAME` or a Secrets Manager ARN), never the secret itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CrmTarget {
-    pub endpoint: String,
-    pub secret: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +118,10 @@ pub struct Pool {
     /// The pool is a distribution partner / reseller: the lead is offered to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner: Option<Id>,
+    /// Partners in turn: the lead is offered to the first; an offer declined or not accepted
+    /// in time goes to the next (`partner` is a list of one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partners: Vec<Id>,
     /// How fast the pool's owners must accept a lead.
     #[serde(default)]
     pub sla: SlaPolicy,
@@ -167,14 +163,42 @@ pub struct RoutingFacts<'a> {
     pub interests: &'a BTreeMap<String, f64>,
     /// The product (business unit) scoring assigned the lead to, if any.
     pub product: Option<&'a str>,
+    /// Owners and partners who may not get the lead: away, or they let it expire or
+    /// declined it before ([`Lead::passed_over`]).
+    pub excluded: &'a BTreeSet<Id>,
 }
 
-impl RoutingFacts<'_> {
+impl<'a> RoutingFacts<'a> {
+    /// The facts of a lead as qualification left it (a lead never qualified counts as grade
+    /// C, cold), with its `interests` now and whom it may not go to.
+    pub fn of(
+        lead: &'a Lead,
+        interests: &'a BTreeMap<String, f64>,
+        excluded: &'a BTreeSet<Id>,
+    ) -> Self {
+        let q = lead.qualification.as_ref();
+        Self {
+            lead,
+            grade: q.map_or(Grade::C, |q| q.grade),
+            temperature: q.map_or(Temperature::Cold, |q| q.temperature),
+            interests,
+            product: q.and_then(|q| q.product.as_deref()),
+            excluded,
+        }
+    }
+
     /// Whether the lead's interest in `tag` is strong enough to route on.
     fn interested_in(&self, tag: &str) -> bool {
         self.interests
             .get(tag)
             .is_some_and(|w| *w >= INTEREST_THRESHOLD)
+    }
+}
+
+impl Pool {
+    /// The partners the pool offers leads to, in order.
+    pub fn partner_ids(&self) -> impl Iterator<Item = &Id> {
+        self.partner.iter().chain(&self.partners)
     }
 }
 
@@ -272,7 +296,8 @@ impl RoutingConfig {
                 ));
             }
             if let Some(crm) = &o.crm {
-                crm_ok(crm).map_err(|e| format!("owners.{}.crm: {e}", o.id))?;
+                crm.check()
+                    .map_err(|e| format!("owners.{}.crm: {e}", o.id))?;
             }
             if let Some(t) = o.territories.iter().find(|t| {
                 let country = t.split('-').next().unwrap_or_default();
@@ -285,16 +310,28 @@ impl RoutingConfig {
             }
         }
         for p in &raw.partners {
-            crm_ok(&p.crm).map_err(|e| format!("partners.{}.crm: {e}", p.id))?;
+            p.crm
+                .check()
+                .map_err(|e| format!("partners.{}.crm: {e}", p.id))?;
         }
         let mut pool_ids = BTreeSet::new();
         for p in &raw.pools {
             if !valid_id(&p.id) || !pool_ids.insert(p.id.clone()) {
                 return Err(format!("pool id {:?} is invalid or used twice", p.id));
             }
-            let targets = usize::from(!p.members.is_empty()) + usize::from(p.partner.is_some());
+            let partners = p.partner_ids().count();
+            let targets = usize::from(!p.members.is_empty()) + usize::from(partners > 0);
             if targets != 1 {
-                return Err(format!("pools.{}: give either members or a partner", p.id));
+                return Err(format!(
+                    "pools.{}: give either members or a partner (or partners)",
+                    p.id
+                ));
+            }
+            if p.partner.is_some() && !p.partners.is_empty() {
+                return Err(format!(
+                    "pools.{}: give partner or partners, not both",
+                    p.id
+                ));
             }
             if let Some(m) = p.members.iter().find(|m| !owner(m)) {
                 return Err(format!("pools.{}.members: {m:?} is not an owner", p.id));
@@ -306,9 +343,8 @@ impl RoutingConfig {
                 ));
             }
             if let Some(partner) = p
-                .partner
-                .as_ref()
-                .filter(|x| !raw.partners.iter().any(|p| &p.id == *x))
+                .partner_ids()
+                .find(|x| !raw.partners.iter().any(|p| &p.id == *x))
             {
                 return Err(format!(
                     "pools.{}.partner {partner:?} is not a partner",
@@ -332,7 +368,7 @@ impl RoutingConfig {
             }
         }
         if let Some(crm) = &raw.crm {
-            crm_ok(crm).map_err(|e| format!("crm: {e}"))?;
+            crm.check().map_err(|e| format!("crm: {e}"))?;
         }
         Ok(Self {
             default_pool: raw.default_pool,
@@ -399,9 +435,48 @@ impl RoutingConfig {
                     .map(|p| (format!("routing.partners.{}.crm", p.id), &p.crm)),
             );
         targets
-            .filter(|(_, t)| secret_name(&t.secret).is_some_and(|name| !name.starts_with(prefix)))
+            .filter(|(_, t)| {
+                t.secret_name()
+                    .is_some_and(|name| !name.starts_with(prefix))
+            })
             .map(|(at, t)| (format!("{at}.secret"), t.secret.as_str()))
             .collect()
+    }
+
+    /// The manager's queue a lead taken from `owner` of `pool` goes to: the pool's staging
+    /// manager, else the owner's manager. `None` when neither is configured.
+    pub fn queue_assignment(
+        &self,
+        pool: &str,
+        owner: &str,
+        sla: &SlaConfig,
+        config_version: u64,
+        now: DateTime<Utc>,
+    ) -> Option<Assignment> {
+        let p = self.pool(pool)?;
+        let manager = p
+            .staging_manager
+            .as_deref()
+            .or_else(|| self.owner(owner).and_then(|o| o.manager.as_deref()))
+            .and_then(|m| self.owner(m))?;
+        let (sla_deadline, _) = sla.start(pool, &p.sla, false, false, now);
+        Some(Assignment {
+            assigned_to: owner_as(manager, |id, name, email| AssignedTo::ManagerQueue {
+                id,
+                name,
+                email,
+            }),
+            pool: p.id.clone(),
+            rule: None,
+            fast_track: false,
+            config_version,
+            at: now,
+            sla_deadline,
+            accepted_at: None,
+            sla: None,
+            delivered_at: None,
+            outcome: None,
+        })
     }
 
     /// The first matching rule and its pool, else the default pool (no rule).
@@ -417,15 +492,42 @@ impl RoutingConfig {
     }
 
     /// Where the lead goes: the pool of the first matching rule (else the default pool), and
-    /// within it the partner, the staging manager's queue, or the members' turns. A hot lead
-    /// skips the manager's queue (the fast track).
+    /// within it the first partner not passed over, the staging manager's queue, or the
+    /// members' turns. A hot lead skips the manager's queue (the fast track). When every
+    /// partner of a partner pool was passed over, the pool's manager queues the lead, and
+    /// without one the default pool takes it.
     pub fn plan(&self, facts: &RoutingFacts<'_>) -> RoutingPlan<'_> {
         let (rule, pool) = self.pool_for(facts);
+        self.plan_in(rule, pool, facts)
+    }
+
+    fn plan_in<'c>(
+        &'c self,
+        rule: Option<&'c RoutingRule>,
+        pool: &'c Pool,
+        facts: &RoutingFacts<'_>,
+    ) -> RoutingPlan<'c> {
         let hot = facts.temperature == Temperature::Hot;
         let staging = pool.staging_manager.as_ref().and_then(|m| self.owner(m));
-        let target = match (pool.partner.as_ref().and_then(|p| self.partner(p)), staging) {
+        let partner_pool = pool.partner_ids().next().is_some();
+        let partner = pool
+            .partner_ids()
+            .filter(|p| !facts.excluded.contains(*p))
+            .find_map(|p| self.partner(p));
+        let target = match (partner, staging) {
             (Some(partner), _) => Target::Partner(partner),
-            (None, Some(manager)) if !hot => Target::ManagerQueue(manager),
+            (None, Some(manager)) if partner_pool || !hot => Target::ManagerQueue(manager),
+            (None, None) if partner_pool => match self.pool(&self.default_pool) {
+                Some(default)
+                    if default.id != pool.id && default.partner_ids().next().is_none() =>
+                {
+                    return self.plan_in(None, default, facts);
+                }
+                _ => Target::Members {
+                    order: Vec::new(),
+                    fallback: None,
+                },
+            },
             _ => Target::Members {
                 order: self.sequence(pool),
                 // Everyone away or full: the pool's manager (or the first member's) decides.
@@ -442,7 +544,8 @@ impl RoutingConfig {
             config: self,
             rule,
             pool,
-            fast_track: hot && staging.is_some(),
+            fast_track: hot && staging.is_some() && !partner_pool,
+            hot,
             target,
         }
     }
@@ -495,6 +598,8 @@ pub struct RoutingPlan<'c> {
     pub rule: Option<&'c RoutingRule>,
     pub pool: &'c Pool,
     pub fast_track: bool,
+    /// The lead was hot when routed (its team's hot ladder applies).
+    pub hot: bool,
     pub target: Target<'c>,
 }
 
@@ -525,7 +630,7 @@ impl<'c> RoutingPlan<'c> {
         let id = &order[(turn.saturating_sub(1) % order.len() as u64) as usize];
         self.config
             .owner(id)
-            .filter(|o| !o.is_absent(day) && o.covers(facts))
+            .filter(|o| !o.is_absent(day) && o.covers(facts) && !facts.excluded.contains(&o.id))
     }
 }
 
@@ -543,10 +648,12 @@ fn owner_as(o: &Owner, kind: fn(Id, String, String) -> AssignedTo) -> AssignedTo
 
 /// The assignment a plan makes at `now`: to the partner, to the manager's queue, or to the
 /// member whose turn it was (`picked`, found with [`RoutingPlan::candidate`]); when no member
-/// was picked, to the fallback manager's queue. The SLA deadline follows the pool's policy.
+/// was picked, to the fallback manager's queue. The SLA clock starts by the pool's team
+/// (its ladder and calendar) or else the pool's own `accept_within_hours`.
 pub fn assign(
     plan: &RoutingPlan<'_>,
     picked: Option<&Owner>,
+    sla: &SlaConfig,
     config_version: u64,
     now: DateTime<Utc>,
 ) -> Result<Assignment, RoutingError> {
@@ -571,19 +678,46 @@ pub fn assign(
             })
         }
     };
+    let partner = matches!(assigned_to, AssignedTo::Partner { .. });
+    let (sla_deadline, track) = sla.start(&plan.pool.id, &plan.pool.sla, plan.hot, partner, now);
     Ok(Assignment {
+        // A manager's queue has a deadline but no ladder: the manager assigns by hand.
+        sla: track.filter(|_| !matches!(assigned_to, AssignedTo::ManagerQueue { .. })),
         assigned_to,
         pool: plan.pool.id.clone(),
         rule: plan.rule.map(|r| r.id.clone()),
         fast_track: plan.fast_track,
         config_version,
         at: now,
-        sla_deadline: plan.pool.sla.deadline(now),
+        sla_deadline,
         accepted_at: None,
+        delivered_at: None,
+        outcome: None,
     })
 }
 
 impl Lead {
+    /// The owners and partners this lead must not go to again, however it is routed later
+    /// (also after being handed back and qualifying anew): an SLA step took it from them
+    /// (reassigned, returned to the queue, an offer expired), or they declined it.
+    pub fn passed_over(&self) -> BTreeSet<Id> {
+        self.assignment_history
+            .iter()
+            .filter(|a| {
+                a.outcome.as_ref().is_some_and(|o| {
+                    matches!(
+                        o.end,
+                        AssignmentEnd::Reassigned
+                            | AssignmentEnd::ReturnedToQueue
+                            | AssignmentEnd::OfferExpired
+                            | AssignmentEnd::Declined
+                    )
+                })
+            })
+            .map(|a| a.assignee_id().to_owned())
+            .collect()
+    }
+
     /// A sales-ready lead that nobody works yet: an MQL without an assignment.
     pub fn awaits_routing(&self) -> bool {
         self.assignment.is_none() && self.stage == Stage::Mql
@@ -614,35 +748,14 @@ impl Lead {
     }
 }
 
-/// The secret's name in a Secrets Manager ARN (`arn:aws:secretsmanager:<region>:<account>:
-/// secret:<name>`, the name with the random suffix AWS adds); `None` for other references.
-fn secret_name(reference: &str) -> Option<&str> {
-    let rest = reference.strip_prefix("arn:")?;
-    let mut parts = rest.splitn(6, ':');
-    let (_partition, service) = (parts.next()?, parts.next()?);
-    let (_region, _account, kind, name) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    (service == "secretsmanager" && kind == "secret").then_some(name)
-}
-
-fn crm_ok(crm: &CrmTarget) -> Result<(), String> {
-    let url = url::Url::parse(&crm.endpoint).map_err(|e| format!("endpoint: {e}"))?;
-    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    if url.scheme() != "https" && !(url.scheme() == "http" && local) {
-        return Err("endpoint must be https (http only for localhost)".into());
-    }
-    if !(crm.secret.starts_with("env:") || crm.secret.starts_with("arn:aws:secretsmanager:")) {
-        return Err("secret must be a reference: env:NAME or a Secrets Manager ARN".into());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::parse_yaml;
     use crate::lead::{LeadId, SubmissionContext};
     use crate::submission::SubmissionRules;
+
+    static NOBODY: BTreeSet<Id> = BTreeSet::new();
 
     const YAML: &str = r#"
 default_pool: inside-sales
@@ -695,6 +808,7 @@ rules:
                 temperature: Temperature::Warm,
                 interests,
                 product: None,
+                excluded: &NOBODY,
             }
         }
         let de = lead(&[("email", "a@b.de"), ("country", "DE")]);
@@ -726,6 +840,7 @@ rules:
             temperature: Temperature::Warm,
             interests: &cold,
             product: None,
+            excluded: &NOBODY,
         };
         assert_eq!(
             c.pool_for(&f).1.id,
@@ -770,6 +885,7 @@ rules:
                 temperature: Temperature::Warm,
                 interests,
                 product,
+                excluded: &NOBODY,
             };
         let munich: &'static Lead = Box::leak(Box::new(lead(&[
             ("email", "a@b.de"),

@@ -42,6 +42,20 @@ pub enum TimelineAction {
     CrmDeliveryGivenUp,
     /// A delivery was not sent (the lead was reassigned, or no CRM is configured).
     CrmDeliverySkipped,
+    /// An SLA step reminded the assignee (the manager in copy, for `remind_with_manager`).
+    SlaReminder,
+    /// An SLA step told the owner's manager.
+    SlaEscalated,
+    /// An SLA step took the lead from its owner and gave it to another.
+    Reassigned,
+    /// An SLA step took the lead from its owner into the manager's queue.
+    ReturnedToQueue,
+    /// A partner's offer ran out; the lead went on.
+    OfferExpired,
+    /// A partner declined its offer; the lead goes on at the next tick.
+    OfferDeclined,
+    /// An SLA step found nobody left to take the lead: it stays where it is.
+    SlaExhausted,
 }
 
 impl TimelineAction {
@@ -58,10 +72,17 @@ impl TimelineAction {
             TimelineAction::CrmDeliveryAttempt => "crm_delivery_attempt",
             TimelineAction::CrmDeliveryGivenUp => "crm_delivery_given_up",
             TimelineAction::CrmDeliverySkipped => "crm_delivery_skipped",
+            TimelineAction::SlaReminder => "sla_reminder",
+            TimelineAction::SlaEscalated => "sla_escalated",
+            TimelineAction::Reassigned => "reassigned",
+            TimelineAction::ReturnedToQueue => "returned_to_queue",
+            TimelineAction::OfferExpired => "offer_expired",
+            TimelineAction::OfferDeclined => "offer_declined",
+            TimelineAction::SlaExhausted => "sla_exhausted",
         }
     }
 
-    pub const ALL: [TimelineAction; 10] = [
+    pub const ALL: [TimelineAction; 17] = [
         TimelineAction::Captured,
         TimelineAction::Resubmitted,
         TimelineAction::StageChanged,
@@ -72,6 +93,13 @@ impl TimelineAction {
         TimelineAction::CrmDeliveryAttempt,
         TimelineAction::CrmDeliveryGivenUp,
         TimelineAction::CrmDeliverySkipped,
+        TimelineAction::SlaReminder,
+        TimelineAction::SlaEscalated,
+        TimelineAction::Reassigned,
+        TimelineAction::ReturnedToQueue,
+        TimelineAction::OfferExpired,
+        TimelineAction::OfferDeclined,
+        TimelineAction::SlaExhausted,
     ];
 }
 
@@ -146,7 +174,14 @@ mod tests {
                 "crm_delivered",
                 "crm_delivery_attempt",
                 "crm_delivery_given_up",
-                "crm_delivery_skipped"
+                "crm_delivery_skipped",
+                "sla_reminder",
+                "sla_escalated",
+                "reassigned",
+                "returned_to_queue",
+                "offer_expired",
+                "offer_declined",
+                "sla_exhausted"
             ]
         );
         for (a, name) in TimelineAction::ALL.iter().zip(&names) {

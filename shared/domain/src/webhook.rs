@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 pub const ID_HEADER: &str = "webhook-id";
@@ -129,6 +130,48 @@ pub fn signed_headers<'a>(
         timestamp,
         signatures,
     })
+}
+
+/// Where a target's CRM receives leads: an https endpoint and the reference of its signing
+/// secret (`env:NAME` or a Secrets Manager ARN), never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmTarget {
+    pub endpoint: String,
+    pub secret: String,
+}
+
+impl CrmTarget {
+    /// What is wrong with the target, if anything: the endpoint must be https (http only for
+    /// localhost), the secret a reference (`env:NAME` or a Secrets Manager ARN).
+    pub fn check(&self) -> Result<(), String> {
+        let url = url::Url::parse(&self.endpoint).map_err(|e| format!("endpoint: {e}"))?;
+        let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        if url.scheme() != "https" && !(url.scheme() == "http" && local) {
+            return Err("endpoint must be https (http only for localhost)".into());
+        }
+        if !(self.secret.starts_with("env:") || self.secret.starts_with("arn:aws:secretsmanager:"))
+        {
+            return Err("secret must be a reference: env:NAME or a Secrets Manager ARN".into());
+        }
+        Ok(())
+    }
+
+    /// The secret's name when it is a Secrets Manager ARN.
+    pub fn secret_name(&self) -> Option<&str> {
+        secret_name(&self.secret)
+    }
+}
+
+/// The secret's name in a Secrets Manager ARN (`arn:aws:secretsmanager:<region>:<account>:
+/// secret:<name>`, the name with the random suffix AWS adds); `None` for other references.
+fn secret_name(reference: &str) -> Option<&str> {
+    let rest = reference.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(6, ':');
+    let (_partition, service) = (parts.next()?, parts.next()?);
+    let (_region, _account, kind, name) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (service == "secretsmanager" && kind == "secret").then_some(name)
 }
 
 #[cfg(test)]

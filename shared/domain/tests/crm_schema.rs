@@ -1,353 +1,42 @@
-//! docs/crm-webhook.schema.json describes exactly what a CRM receives: payloads built through the
-//! public API (a captured lead, scored events, BANT, an assignment) are checked against it with a
-//! small JSON Schema checker. The checker runs "closed": a property the schema does not declare
-//! is an error even though the published schema leaves objects open (receivers must ignore
-//! fields added within a version). And every property the schema declares must turn up in one of
-//! the payloads. So renaming, adding or removing a field in the Rust types fails here until the
-//! schema says the same.
+//! docs/crm-webhook.schema.json describes exactly what a CRM receives about a lead (lead.routed,
+//! lead.offered), docs/crm-notice.schema.json the SLA notices: payloads built through the public
+//! API (a captured lead, scored events, BANT, an assignment with its SLA ladder; the notices from
+//! the bus events sla-tick announces) are checked against them with a small JSON Schema checker
+//! (tests/common). The checker runs "closed": a property the schema does not declare is an error
+//! even though the published schemas leave objects open (receivers must ignore fields added
+//! within a version). And every property a schema declares must turn up in one of the payloads.
+//! So renaming, adding or removing a field in the Rust types fails here until the schema says
+//! the same.
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
-use leadflow_domain::assignment::{AssignedTo, Assignment};
+use leadflow_domain::assignment::{
+    AssignedTo, Assignment, AssignmentEnd, AssignmentOutcome, SlaAction, SlaStepTaken, SlaTrack,
+};
 use leadflow_domain::bant::Bant;
 use leadflow_domain::crm::{
-    webhook_id, Activity, LeadContext, LeadRoutedPayload, ACTIVITIES_SENT, LEAD_ROUTED,
-    PAYLOAD_VERSION,
+    webhook_id, Activity, LeadContext, LeadRoutedPayload, Notice, NoticePayload, Recipient,
+    ACTIVITIES_SENT, LEAD_OFFERED, LEAD_REASSIGNED, LEAD_ROUTED, OFFER_EXPIRED, PAYLOAD_VERSION,
+    SLA_ESCALATED, SLA_REMINDER,
 };
 use leadflow_domain::lead::SubmissionContext;
 use leadflow_domain::lead_score::LeadScore;
 use leadflow_domain::scoring::{ScoreState, ScoringModel};
 use leadflow_domain::webhook::WebhookSecret;
-use leadflow_domain::{Email, Lead, LeadId, Stage, SubmissionRules, TrackedEvent};
+use leadflow_domain::{
+    EventEnvelope, Lead, LeadEvent, LeadId, Stage, SubmissionRules, TrackedEvent,
+};
 use serde_json::{json, Value};
 
-const SCHEMA: &str = include_str!("../../../docs/crm-webhook.schema.json");
+use common::{at, Schemas, BUS_EVENTS, CRM_NOTICE, CRM_WEBHOOK};
+
 const GUIDE: &str = include_str!("../../../docs/crm.md");
 
 // ---------------------------------------------------------------------------------------------
-// A small JSON Schema (2020-12) checker: the keywords the schema uses, nothing else. A keyword it
-// does not know is a panic, so the schema cannot promise something this test does not check.
-
-const ANNOTATIONS: &[&str] = &[
-    "$schema",
-    "$id",
-    "$comment",
-    "$defs",
-    "title",
-    "description",
-    "examples",
-    "default",
-];
-const KEYWORDS: &[&str] = &[
-    "$ref",
-    "type",
-    "enum",
-    "const",
-    "anyOf",
-    "oneOf",
-    "required",
-    "properties",
-    "additionalProperties",
-    "items",
-    "minItems",
-    "maxItems",
-    "minLength",
-    "maxLength",
-    "minimum",
-    "maximum",
-    "format",
-];
-
-struct Checker<'s> {
-    root: &'s Value,
-    /// Undeclared properties are errors even where the schema leaves an object open.
-    closed: bool,
-}
-
-#[derive(Default)]
-struct Outcome {
-    errors: Vec<String>,
-    /// Schema locations (`#/$defs/Contact/properties/email`) of the properties seen.
-    seen: BTreeSet<String>,
-}
-
-impl<'s> Checker<'s> {
-    fn new(root: &'s Value, closed: bool) -> Self {
-        Self { root, closed }
-    }
-
-    fn validate(&self, value: &Value) -> Outcome {
-        let mut out = Outcome::default();
-        self.check(self.root, "#", value, "$", &mut out);
-        out
-    }
-
-    fn resolve(&self, reference: &str) -> &'s Value {
-        let pointer = reference
-            .strip_prefix('#')
-            .unwrap_or_else(|| panic!("only local references are supported: {reference}"));
-        self.root
-            .pointer(pointer)
-            .unwrap_or_else(|| panic!("{reference} points to nothing"))
-    }
-
-    fn check(&self, schema: &'s Value, at: &str, value: &Value, path: &str, out: &mut Outcome) {
-        let s = match schema {
-            Value::Bool(true) => return,
-            Value::Bool(false) => {
-                out.errors.push(format!("{path}: not allowed here ({at})"));
-                return;
-            }
-            Value::Object(s) => s,
-            _ => panic!("{at}: a schema is an object or a boolean"),
-        };
-        for key in s.keys() {
-            assert!(
-                ANNOTATIONS.contains(&key.as_str()) || KEYWORDS.contains(&key.as_str()),
-                "{at}: the checker does not understand the keyword {key:?}"
-            );
-        }
-        if let Some(r) = s.get("$ref") {
-            let r = r.as_str().expect("$ref is a string");
-            self.check(self.resolve(r), r, value, path, out);
-        }
-        if let Some(t) = s.get("type") {
-            let types: Vec<&str> = match t {
-                Value::String(t) => vec![t.as_str()],
-                Value::Array(ts) => ts.iter().map(|t| t.as_str().expect("type name")).collect(),
-                _ => panic!("{at}: type is a name or a list of names"),
-            };
-            if !types.iter().any(|t| has_type(t, value)) {
-                out.errors
-                    .push(format!("{path}: {value} is not of type {types:?} ({at})"));
-                return;
-            }
-        }
-        if let Some(e) = s.get("enum") {
-            let e = e.as_array().expect("enum is an array");
-            if !e.contains(value) {
-                out.errors
-                    .push(format!("{path}: {value} is not one of {e:?} ({at})"));
-            }
-        }
-        if let Some(c) = s.get("const") {
-            if c != value {
-                out.errors
-                    .push(format!("{path}: {value} is not {c} ({at})"));
-            }
-        }
-        for (keyword, exactly_one) in [("anyOf", false), ("oneOf", true)] {
-            let Some(branches) = s.get(keyword) else {
-                continue;
-            };
-            let results: Vec<Outcome> = branches
-                .as_array()
-                .expect("a list of schemas")
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    let mut o = Outcome::default();
-                    self.check(b, &format!("{at}/{keyword}/{i}"), value, path, &mut o);
-                    o
-                })
-                .collect();
-            let passing: Vec<&Outcome> = results.iter().filter(|o| o.errors.is_empty()).collect();
-            let ok = if exactly_one {
-                passing.len() == 1
-            } else {
-                !passing.is_empty()
-            };
-            if ok {
-                for o in passing {
-                    out.seen.extend(o.seen.iter().cloned());
-                }
-            } else {
-                let why: Vec<String> = results.iter().flat_map(|o| o.errors.clone()).collect();
-                out.errors.push(format!(
-                    "{path}: {} of the {keyword} branches match ({at}): {why:?}",
-                    passing.len()
-                ));
-            }
-        }
-        match value {
-            Value::Object(obj) => self.check_object(s, at, obj, path, out),
-            Value::Array(items) => {
-                if let Some(max) = s.get("maxItems").and_then(Value::as_u64) {
-                    if items.len() as u64 > max {
-                        out.errors
-                            .push(format!("{path}: more than {max} items ({at})"));
-                    }
-                }
-                if let Some(min) = s.get("minItems").and_then(Value::as_u64) {
-                    if (items.len() as u64) < min {
-                        out.errors
-                            .push(format!("{path}: fewer than {min} items ({at})"));
-                    }
-                }
-                if let Some(item) = s.get("items") {
-                    for (i, v) in items.iter().enumerate() {
-                        self.check(
-                            item,
-                            &format!("{at}/items"),
-                            v,
-                            &format!("{path}[{i}]"),
-                            out,
-                        );
-                    }
-                }
-            }
-            Value::String(text) => {
-                let len = text.chars().count() as u64;
-                if s.get("minLength")
-                    .and_then(Value::as_u64)
-                    .is_some_and(|m| len < m)
-                    || s.get("maxLength")
-                        .and_then(Value::as_u64)
-                        .is_some_and(|m| len > m)
-                {
-                    out.errors
-                        .push(format!("{path}: {text:?} has the wrong length ({at})"));
-                }
-                if let Some(format) = s.get("format").and_then(Value::as_str) {
-                    if !has_format(format, text) {
-                        out.errors
-                            .push(format!("{path}: {text:?} is not a {format} ({at})"));
-                    }
-                }
-            }
-            Value::Number(n) => {
-                let n = n.as_f64().expect("a finite number");
-                if s.get("minimum")
-                    .and_then(Value::as_f64)
-                    .is_some_and(|m| n < m)
-                    || s.get("maximum")
-                        .and_then(Value::as_f64)
-                        .is_some_and(|m| n > m)
-                {
-                    out.errors
-                        .push(format!("{path}: {n} is out of range ({at})"));
-                }
-            }
-            Value::Null | Value::Bool(_) => {}
-        }
-    }
-
-    fn check_object(
-        &self,
-        s: &'s serde_json::Map<String, Value>,
-        at: &str,
-        obj: &serde_json::Map<String, Value>,
-        path: &str,
-        out: &mut Outcome,
-    ) {
-        for name in s
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = name.as_str().expect("required names are strings");
-            if !obj.contains_key(name) {
-                out.errors
-                    .push(format!("{path}: {name:?} is required ({at})"));
-            }
-        }
-        let properties = s
-            .get("properties")
-            .map(|p| p.as_object().expect("properties is an object"));
-        for (name, v) in obj {
-            let here = format!("{path}.{name}");
-            match properties.and_then(|p| p.get(name)) {
-                Some(sub) => {
-                    let location = format!("{at}/properties/{name}");
-                    out.seen.insert(location.clone());
-                    self.check(sub, &location, v, &here, out);
-                }
-                None => match s.get("additionalProperties") {
-                    Some(extra) => {
-                        self.check(extra, &format!("{at}/additionalProperties"), v, &here, out)
-                    }
-                    None if self.closed && properties.is_some() => out
-                        .errors
-                        .push(format!("{here}: the schema does not declare it ({at})")),
-                    None => {}
-                },
-            }
-        }
-    }
-}
-
-fn has_type(t: &str, v: &Value) -> bool {
-    match t {
-        "null" => v.is_null(),
-        "boolean" => v.is_boolean(),
-        "object" => v.is_object(),
-        "array" => v.is_array(),
-        "string" => v.is_string(),
-        "number" => v.is_number(),
-        "integer" => v.is_i64() || v.is_u64(),
-        other => panic!("unknown type {other:?}"),
-    }
-}
-
-fn has_format(format: &str, s: &str) -> bool {
-    match format {
-        "date-time" => DateTime::parse_from_rfc3339(s).is_ok(),
-        "uuid" => uuid::Uuid::parse_str(s).is_ok() && s.len() == 36,
-        "uri" => url::Url::parse(s).is_ok(),
-        "email" => Email::parse(s).is_ok(),
-        other => panic!("the checker does not know the format {other:?}"),
-    }
-}
-
-/// Every property the schema declares, by location (`#/$defs/Contact/properties/email`).
-fn declared(schema: &Value, at: &str, found: &mut BTreeSet<String>) {
-    match schema {
-        Value::Object(obj) => {
-            for (key, v) in obj {
-                let here = format!("{at}/{key}");
-                if key == "properties" {
-                    for (name, sub) in v.as_object().expect("properties is an object") {
-                        let location = format!("{here}/{name}");
-                        found.insert(location.clone());
-                        declared(sub, &location, found);
-                    }
-                } else if key != "enum" && key != "const" && key != "examples" {
-                    declared(v, &here, found);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                declared(v, &format!("{at}/{i}"), found);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn schema() -> Value {
-    serde_json::from_str(SCHEMA).expect("docs/crm-webhook.schema.json is JSON")
-}
-
-fn assert_valid(checker: &Checker<'_>, name: &str, value: &Value) -> BTreeSet<String> {
-    let out = checker.validate(value);
-    assert!(
-        out.errors.is_empty(),
-        "{name} does not match docs/crm-webhook.schema.json:\n  {}\n{}",
-        out.errors.join("\n  "),
-        serde_json::to_string_pretty(value).unwrap()
-    );
-    out.seen
-}
-
-// ---------------------------------------------------------------------------------------------
 // Payloads, built the way crm-webhook builds them.
-
-fn at(s: &str) -> DateTime<Utc> {
-    s.parse().expect("an RFC 3339 time")
-}
 
 fn capture(pairs: &[(&str, &str)], ctx: SubmissionContext, when: DateTime<Utc>) -> Lead {
     let raw = pairs
@@ -390,8 +79,13 @@ fn score(
 }
 
 fn payload(context: LeadContext, routed_at: DateTime<Utc>) -> Value {
+    sent(LEAD_ROUTED, context, routed_at)
+}
+
+/// The payload of a `kind` (lead.routed, lead.offered) as it is sent.
+fn sent(kind: &str, context: LeadContext, routed_at: DateTime<Utc>) -> Value {
     let payload = LeadRoutedPayload {
-        kind: LEAD_ROUTED.into(),
+        kind: kind.into(),
         version: PAYLOAD_VERSION,
         timestamp: routed_at,
         data: context,
@@ -404,8 +98,9 @@ fn payload(context: LeadContext, routed_at: DateTime<Utc>) -> Value {
 const API_URL: &str = "https://abc123.execute-api.eu-central-1.amazonaws.com/";
 
 /// A well-known lead: every field filled in, scored events (counted, replaced, capped), BANT,
-/// consent, routed to an owner by a rule.
-fn full() -> Value {
+/// consent, routed to `assignment` (made at the time it is given); the context sent about it,
+/// and when it was routed.
+fn jonas(assignment: impl FnOnce(DateTime<Utc>) -> Assignment) -> (LeadContext, DateTime<Utc>) {
     let captured = at("2026-11-20T09:14:03Z");
     let routed = at("2026-11-22T10:21:05Z");
     let mut lead = capture(
@@ -517,7 +212,22 @@ fn full() -> Value {
     score.config_version = 3;
     score.updated_at = routed;
     score.version = 9;
-    let assignment = Assignment {
+    let assignment = assignment(routed);
+    lead.assignment = Some(assignment.clone());
+    let context = LeadContext::build(
+        &lead,
+        &assignment,
+        Some(&score),
+        &interests,
+        &activities,
+        Some(API_URL),
+    );
+    (context, routed)
+}
+
+/// The well-known lead, routed to an owner by a rule; the first step of the ladder is due.
+fn full() -> Value {
+    let (context, routed) = jonas(|routed| Assignment {
         assigned_to: AssignedTo::Owner {
             id: "cem".into(),
             name: "Cem Arslan".into(),
@@ -530,17 +240,46 @@ fn full() -> Value {
         at: routed,
         sla_deadline: routed + Duration::hours(24),
         accepted_at: None,
-    };
-    lead.assignment = Some(assignment.clone());
-    let context = LeadContext::build(
-        &lead,
-        &assignment,
-        Some(&score),
-        &interests,
-        &activities,
-        Some(API_URL),
-    );
+        sla: Some(SlaTrack {
+            team: Some("dach-sales".into()),
+            hot: false,
+            steps_taken: 0,
+            next_due: Some(routed + Duration::hours(24)),
+            steps: vec![],
+        }),
+        delivered_at: None,
+        outcome: None,
+    });
     payload(context, routed)
+}
+
+/// The well-known lead offered to a partner, as crm-webhook sends an open offer
+/// (`lead.offered`): without its contact data.
+fn offered() -> Value {
+    let (context, routed) = jonas(|routed| Assignment {
+        assigned_to: AssignedTo::Partner {
+            id: "reseller-de".into(),
+            name: "Spree Vertrieb GmbH".into(),
+        },
+        pool: "dach-partner".into(),
+        rule: Some("dach-partner".into()),
+        fast_track: false,
+        config_version: 3,
+        at: routed,
+        sla_deadline: routed + Duration::hours(48),
+        accepted_at: None,
+        sla: Some(SlaTrack {
+            team: Some("partners".into()),
+            hot: false,
+            steps_taken: 0,
+            next_due: Some(routed + Duration::hours(48)),
+            steps: vec![],
+        }),
+        delivered_at: None,
+        outcome: None,
+    });
+    assert!(context.assignment.is_open_offer());
+    sent(LEAD_OFFERED, context.offered(), routed)
 }
 
 /// A lead that gave only an e-mail, unscored, offered to a partner by the default pool.
@@ -564,6 +303,9 @@ fn bare() -> Value {
         at: captured,
         sla_deadline: captured + Duration::hours(48),
         accepted_at: None,
+        sla: None,
+        delivered_at: None,
+        outcome: None,
     };
     let context = LeadContext::build(&lead, &assignment, None, &BTreeMap::new(), &[], None);
     payload(context, captured)
@@ -608,6 +350,27 @@ fn queued_and_accepted() -> Value {
         at: routed,
         sla_deadline: routed + Duration::hours(48),
         accepted_at: Some(routed + Duration::hours(3)),
+        sla: Some(SlaTrack {
+            team: Some("dach-sales".into()),
+            hot: true,
+            steps_taken: 1,
+            next_due: None,
+            steps: vec![SlaStepTaken {
+                step: 0,
+                action: SlaAction::RemindOwner,
+                due: routed + Duration::hours(1),
+                at: routed + Duration::hours(1) + Duration::seconds(30),
+            }],
+        }),
+        delivered_at: Some(routed + Duration::seconds(2)),
+        outcome: Some(AssignmentOutcome {
+            end: AssignmentEnd::Accepted,
+            at: routed + Duration::hours(3),
+            waited_seconds: 10_800,
+            waited_working_seconds: 10_800,
+            system_seconds: Some(2),
+            person_seconds: Some(10_798),
+        }),
     };
     let context = LeadContext::build(
         &lead,
@@ -636,25 +399,81 @@ fn guide_example() -> Value {
 
 #[test]
 fn delivered_payloads_match_the_schema_and_use_all_of_it() {
-    let schema = schema();
-    let closed = Checker::new(&schema, true);
+    let schemas = Schemas::load();
+    let closed = schemas.checker(CRM_WEBHOOK, true);
     let mut seen = BTreeSet::new();
     for (name, value) in [
         ("the full payload", full()),
         ("the bare payload", bare()),
         ("the queued and accepted payload", queued_and_accepted()),
+        ("the offered payload", offered()),
         ("the example of docs/crm.md", guide_example()),
     ] {
-        seen.extend(assert_valid(&closed, name, &value));
+        seen.extend(closed.assert_valid(name, &value));
     }
-    let mut all = BTreeSet::new();
-    declared(&schema, "#", &mut all);
-    let unused: Vec<&String> = all.difference(&seen).collect();
+    common::assert_all_used(&schemas, CRM_WEBHOOK, &seen);
+}
+
+#[test]
+fn an_offer_withholds_the_contact_data() {
+    let offer = offered();
+    let data = &offer["data"];
+    assert_eq!(offer["type"], LEAD_OFFERED);
+    assert!(data["contact"].is_null(), "no contact: {data}");
+    for (part, field) in [
+        ("company", "name"),
+        ("company", "postcode"),
+        ("attribution", "landing_page_url"),
+        ("links", "lead"),
+    ] {
+        assert!(
+            data[part][field].is_null(),
+            "{part}.{field} is withheld: {}",
+            data[part][field]
+        );
+    }
+    assert!(data["consent"].is_null(), "consent is withheld");
     assert!(
-        unused.is_empty(),
-        "the schema declares properties that no payload carries (renamed or removed in the Rust \
-         types?): {unused:#?}"
+        data["bant"].is_null(),
+        "BANT notes may name people: withheld"
     );
+    assert_eq!(
+        data["custom_fields"],
+        json!({}),
+        "custom fields are withheld"
+    );
+    let activities = data["activities"].as_array().unwrap();
+    assert!(!activities.is_empty());
+    assert!(
+        activities.iter().all(|a| a["url"].is_null()),
+        "the visited URLs are withheld"
+    );
+    // What the partner decides on is all there, and it can answer.
+    let routed = full();
+    let full = &routed["data"];
+    for (part, field) in [
+        ("company", "name"),
+        ("company", "postcode"),
+        ("attribution", "landing_page_url"),
+        ("links", "lead"),
+    ] {
+        assert!(
+            full[part][field].is_string(),
+            "the full payload has {part}.{field}"
+        );
+    }
+    assert!(full["contact"].is_object() && full["consent"].is_object());
+    assert!(full["bant"].is_object());
+    assert_ne!(full["custom_fields"], json!({}));
+    assert!(full["activities"][0]["url"].is_string());
+    for same in ["score", "interests", "stage", "created_at"] {
+        assert_eq!(data[same], full[same], "{same} is the same in an offer");
+    }
+    assert_eq!(data["company"]["country"], "DE");
+    assert_eq!(data["company"]["industry"], full["company"]["industry"]);
+    assert_eq!(data["attribution"]["utm"], full["attribution"]["utm"]);
+    assert_eq!(data["links"]["callback"], full["links"]["callback"]);
+    assert_eq!(data["assignment"]["assigned_to"]["kind"], "partner");
 }
 
 #[test]
@@ -711,8 +530,12 @@ fn the_payloads_say_what_the_guide_says() {
         "faded interests are left out"
     );
 
-    let schema = schema();
-    assert_eq!(schema["properties"]["type"]["const"], LEAD_ROUTED);
+    let schemas = Schemas::load();
+    let schema = schemas.get(CRM_WEBHOOK);
+    assert_eq!(
+        schema["properties"]["type"]["enum"],
+        json!([LEAD_ROUTED, LEAD_OFFERED])
+    );
     assert_eq!(schema["properties"]["version"]["const"], PAYLOAD_VERSION);
     assert_eq!(
         schema["$defs"]["LeadContext"]["properties"]["activities"]["maxItems"],
@@ -741,12 +564,12 @@ fn the_guide_keeps_a_changelog_entry_for_the_version_sent() {
 
 #[test]
 fn the_checker_catches_what_it_should() {
-    let schema = schema();
-    let closed = Checker::new(&schema, true);
-    let open = Checker::new(&schema, false);
+    let schemas = Schemas::load();
+    let closed = schemas.checker(CRM_WEBHOOK, true);
+    let open = schemas.checker(CRM_WEBHOOK, false);
     let good = full();
     type Edit = fn(&mut Value);
-    let cases: [(&str, Edit, &str); 9] = [
+    let cases: [(&str, Edit, &str); 12] = [
         (
             "a renamed field",
             |v| {
@@ -804,6 +627,25 @@ fn the_checker_catches_what_it_should() {
             |v| v["version"] = json!(2),
             "is not 1",
         ),
+        (
+            "another payload type",
+            |v| v["type"] = json!("lead.updated"),
+            "is not one of",
+        ),
+        (
+            "a contact that is neither an object nor null",
+            |v| v["data"]["contact"] = json!("jonas.becker@example.de"),
+            "0 of the anyOf branches match",
+        ),
+        (
+            "an SLA step that does not exist",
+            |v| {
+                v["data"]["assignment"]["sla"]["steps"] = json!([{"step": 0,
+                    "action": "call_owner", "due": "2026-11-23T10:21:05Z",
+                    "at": "2026-11-23T10:21:30Z"}])
+            },
+            "is not one of",
+        ),
     ];
     for (name, edit, says) in cases {
         let mut bad = good.clone();
@@ -839,4 +681,151 @@ fn the_guides_signature_example_is_what_leadflow_computes() {
         GUIDE.contains(&id),
         "docs/crm.md should show the webhook-id {id}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// SLA notices: made from the events sla-tick announces, sent the way crm-webhook sends them.
+
+/// The notice crm-webhook sends for a bus event: its type, for whom, and the body read back.
+fn notice(event: &EventEnvelope) -> Option<(&'static str, Recipient, Value)> {
+    let (kind, recipient, notice) = Notice::of(event, Some(API_URL))?;
+    let payload = NoticePayload {
+        kind: kind.into(),
+        version: PAYLOAD_VERSION,
+        timestamp: event.occurred_at,
+        text: notice.text(kind),
+        data: notice,
+    };
+    let body = serde_json::to_vec(&payload).unwrap();
+    Some((kind, recipient, serde_json::from_slice(&body).unwrap()))
+}
+
+/// Every event that makes a notice, with the notice's type.
+fn noticed() -> [(EventEnvelope, &'static str); 4] {
+    [
+        (common::reminder(), SLA_REMINDER),
+        (common::escalation(), SLA_ESCALATED),
+        (common::reassignment(), LEAD_REASSIGNED),
+        (common::offer_expired(false), OFFER_EXPIRED),
+    ]
+}
+
+#[test]
+fn sla_notices_match_their_schema_and_use_all_of_it() {
+    let schemas = Schemas::load();
+    let closed = schemas.checker(CRM_NOTICE, true);
+    let bus = schemas.checker(BUS_EVENTS, true);
+    let mut seen = BTreeSet::new();
+    for (event, kind) in noticed() {
+        // The event is one the bus carries.
+        bus.assert_valid(event.detail_type(), &serde_json::to_value(&event).unwrap());
+        let (sent_as, _, body) =
+            notice(&event).unwrap_or_else(|| panic!("{} makes a notice", event.detail_type()));
+        assert_eq!(sent_as, kind, "{}", event.detail_type());
+        assert_eq!(body["type"], kind);
+        assert_eq!(body["version"], PAYLOAD_VERSION);
+        assert_eq!(body["timestamp"], json!(event.occurred_at));
+        assert_eq!(body["data"]["lead_id"], json!(event.lead_id));
+        seen.extend(closed.assert_valid(kind, &body));
+    }
+    common::assert_all_used(&schemas, CRM_NOTICE, &seen);
+    assert_eq!(
+        schemas.get(CRM_NOTICE)["properties"]["type"]["enum"],
+        json!([SLA_REMINDER, SLA_ESCALATED, LEAD_REASSIGNED, OFFER_EXPIRED]),
+        "the schema names the notice types crm.rs sends"
+    );
+    assert_eq!(
+        schemas.get(CRM_NOTICE)["properties"]["version"]["const"],
+        PAYLOAD_VERSION
+    );
+}
+
+#[test]
+fn a_notice_names_the_people_concerned() {
+    let lead_page = format!("{API_URL}leads/{}", common::sla_lead());
+
+    let (_, to, reminder) = notice(&common::reminder()).unwrap();
+    assert_eq!(to, Recipient::Assignee(common::anna()));
+    let text = reminder["text"].as_str().unwrap();
+    assert!(
+        text.contains("Anna Berg") && text.contains("(cc Maria Vogt)"),
+        "a reminder names the assignee and the manager in copy: {text}"
+    );
+    assert!(text.contains(&common::sla_lead().to_string()) && text.contains(&lead_page));
+    let data = &reminder["data"];
+    assert_eq!(
+        (&data["step"], &data["action"]),
+        (&json!(1), &json!("remind_with_manager"))
+    );
+    assert_eq!(data["manager"]["id"], "maria");
+    assert!(data["now_with"].is_null());
+    assert_eq!(data["links"]["lead"], lead_page.as_str());
+
+    let (_, to, escalation) = notice(&common::escalation()).unwrap();
+    assert_eq!(to, Recipient::Manager(common::maria()));
+    let text = escalation["text"].as_str().unwrap();
+    assert!(
+        text.contains("Escalation") && text.contains("Anna Berg"),
+        "an escalation names whom the lead waits for: {text}"
+    );
+    assert_eq!(escalation["data"]["action"], "escalate_to_manager");
+    assert_eq!(escalation["data"]["manager"]["name"], "Maria Vogt");
+
+    let (_, to, reassigned) = notice(&common::reassignment()).unwrap();
+    assert_eq!(
+        to,
+        Recipient::Assignee(common::anna()),
+        "told to the owner who lost the lead"
+    );
+    let text = reassigned["text"].as_str().unwrap();
+    assert!(
+        text.contains("taken from Anna Berg") && text.contains("with Cem Arslan now"),
+        "a reassignment names who has the lead now: {text}"
+    );
+    let data = &reassigned["data"];
+    assert_eq!(data["now_with"]["name"], "Cem Arslan");
+    assert_eq!(
+        (&data["step"], &data["action"]),
+        (&json!(2), &json!("reassign"))
+    );
+    assert_eq!(data["assignment"]["outcome"]["end"], "reassigned");
+
+    let (_, to, expired) = notice(&common::offer_expired(false)).unwrap();
+    assert_eq!(to, Recipient::Assignee(common::alpen_it()));
+    let text = expired["text"].as_str().unwrap();
+    assert!(
+        text.contains("Alpen IT GmbH") && text.contains("with Donau Systems GmbH now"),
+        "{text}"
+    );
+    let data = &expired["data"];
+    assert_eq!(data["action"], "expire_offer");
+    assert_eq!(data["step"], 0);
+    assert_eq!(data["due"], data["assignment"]["sla_deadline"]);
+    assert_eq!(data["assignment"]["outcome"]["end"], "offer_expired");
+
+    // A partner that declined knows: nobody is told. Events that are not SLA steps make no
+    // notice.
+    let declined = common::offer_expired(true);
+    assert!(matches!(
+        &declined.event,
+        LeadEvent::PartnerOfferExpired { offer, .. }
+            if offer.outcome.as_ref().map(|o| o.end) == Some(AssignmentEnd::Declined)
+    ));
+    assert!(Notice::of(&declined, Some(API_URL)).is_none());
+    let routed = EventEnvelope::new(
+        common::sla_lead(),
+        at("2026-11-23T09:20:01Z"),
+        LeadEvent::LeadRouted {
+            assignment: common::assignment(
+                common::anna(),
+                "dach-crm",
+                "dach-sales",
+                true,
+                at("2026-11-23T09:20:01Z"),
+                &[],
+                Some(at("2026-11-23T09:35:01Z")),
+            ),
+        },
+    );
+    assert!(Notice::of(&routed, Some(API_URL)).is_none());
 }

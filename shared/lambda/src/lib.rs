@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod retry;
 pub mod run;
 pub mod sqs;
+pub mod turns;
 pub mod wiring;
 
 pub use lambda_runtime;

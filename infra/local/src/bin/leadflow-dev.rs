@@ -113,7 +113,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let table = m.resource("LeadsTable").unwrap_or_default().to_owned();
     // The CLI (`cargo leadflow ...`) finds the running stack through this file.
     let dev_stack = leadflow_local::workspace_root().join(".local/dev-stack.json");
-    let described = serde_json::json!({ "endpoint": emulator.endpoint(), "region": m.region, "table": table, "stack_name": m.stack_name, "queues": { "CrmWebhookQueue": m.resource("CrmWebhookQueue"), "CrmWebhookDLQ": m.resource("CrmWebhookDLQ") } });
+    let described = serde_json::json!({ "endpoint": emulator.endpoint(), "region": m.region, "table": table, "stack_name": m.stack_name, "bus": m.resource("LeadBus"), "queues": { "CrmWebhookQueue": m.resource("CrmWebhookQueue"), "CrmWebhookDLQ": m.resource("CrmWebhookDLQ") } });
     std::fs::create_dir_all(dev_stack.parent().unwrap_or(&dev_stack))?;
     std::fs::write(&dev_stack, serde_json::to_string_pretty(&described)?)?;
     let config = leadflow_local::config::ensure_active(&stack).await?;
