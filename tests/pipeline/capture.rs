@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use leadflow_domain::ports::{Counters, LeadStore};
-use leadflow_domain::{Email, Stage};
+use aws_sdk_dynamodb::types::AttributeValue;
+use leadflow_domain::ports::{Counters, LeadStore, LeadWrite};
+use leadflow_domain::provenance::FieldSource;
+use leadflow_domain::{Email, LeadId, Stage};
 use serde_json::{json, Value};
 
 use crate::support::{s, TestApp};
@@ -25,15 +27,17 @@ async fn a_plain_html_form_is_stored_once_and_announced() {
         .unwrap();
     assert_eq!(response.status(), 201);
     let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["status"], "created");
-    let lead_id = answer["lead_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(answer["status"], "accepted");
+    assert!(answer.get("lead_id").is_none(), "no lead id: {answer}");
+    let submission_id = answer["submission_id"].as_str().unwrap().to_owned();
 
     let store = leadflow_aws::dynamo::DynamoStore::new(app.dynamo.clone(), app.table());
     let lead = store
-        .get(lead_id)
+        .find_by_email(&Email::parse("jörg.müller@beispiel.de").unwrap())
         .await
         .unwrap()
         .expect("the lead is stored");
+    let lead_id = lead.id;
     assert_eq!(lead.email.as_str(), "jörg.müller@beispiel.de");
     assert_eq!(lead.company.as_deref(), Some("Müller & Söhne GmbH"));
     assert_eq!(lead.job_title.as_deref(), Some("Geschäftsführer"));
@@ -51,14 +55,17 @@ async fn a_plain_html_form_is_stored_once_and_announced() {
     let timeline = store.timeline(lead_id).await.unwrap();
     assert_eq!(timeline.len(), 1);
     assert_eq!(timeline[0].action, "captured");
+    assert_eq!(
+        timeline[0].detail["submission_id"], submission_id,
+        "the answer's id finds the submission on the timeline"
+    );
 
     let events = app.captured_events().await;
     assert_eq!(events.len(), 1, "one LeadCaptured in the qualify queue");
-    assert_eq!(events[0]["detail"]["lead_id"], answer["lead_id"]);
-    assert_eq!(events[0]["detail"]["schema_version"], 1);
+    assert_eq!(events[0]["detail"]["lead_id"], lead_id.to_string());
     assert_eq!(
-        events[0]["detail"]["lead"]["company"],
-        "Müller & Söhne GmbH"
+        events[0]["detail"]["schema_version"],
+        leadflow_domain::SCHEMA_VERSION
     );
     assert!(
         app.items("outbox").await.is_empty(),
@@ -67,7 +74,7 @@ async fn a_plain_html_form_is_stored_once_and_announced() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_known_email_merges_into_the_one_lead() {
+async fn a_known_email_fills_the_one_lead_and_proposes_what_differs() {
     let app = TestApp::spawn().await;
     let first = app
         .post_json(
@@ -75,18 +82,18 @@ async fn a_known_email_merges_into_the_one_lead() {
         )
         .await;
     assert_eq!(first.status(), 201);
-    let first: Value = first.json().await.unwrap();
 
     let again = app.post_json(&json!({"email": " ANNA@example.com ", "company": "Neu AG", "job_title": "CTO", "phone": ""})).await;
-    assert_eq!(again.status(), 200);
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(again["lead_id"], first["lead_id"]);
-    assert_eq!(again["status"], "updated");
-    assert_eq!(again["changed_fields"], json!(["company", "job_title"]));
+    assert_eq!(again.status(), 201);
 
     let leads = app.items("lead").await;
     assert_eq!(leads.len(), 1);
-    assert_eq!(s(&leads[0], "company"), "Neu AG");
+    assert_eq!(
+        s(&leads[0], "company"),
+        "Alt GmbH",
+        "a public form does not overwrite"
+    );
+    assert_eq!(s(&leads[0], "job_title"), "CTO", "an empty field is filled");
     assert_eq!(
         s(&leads[0], "phone"),
         "+49 30 1234",
@@ -94,11 +101,14 @@ async fn a_known_email_merges_into_the_one_lead() {
     );
     let store = leadflow_aws::dynamo::DynamoStore::new(app.dynamo.clone(), app.table());
     let timeline = store
-        .timeline(first["lead_id"].as_str().unwrap().parse().unwrap())
+        .timeline(s(&leads[0], "id").parse().unwrap())
         .await
         .unwrap();
     let actions: Vec<_> = timeline.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["captured", "resubmitted"]);
+    assert_eq!(actions, ["captured", "resubmitted", "change_proposed"]);
+    assert_eq!(timeline[1].detail["added_fields"], json!(["job_title"]));
+    assert_eq!(timeline[2].detail["fields"], json!(["company"]));
+    assert_eq!(timeline[2].detail["proposed"]["company"], "Neu AG");
     assert_eq!(
         app.captured_events().await.len(),
         1,
@@ -125,15 +135,9 @@ async fn twenty_concurrent_submissions_of_one_email_make_one_lead() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 201).count(),
-        1,
-        "exactly one creation: {statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        19,
-        "the rest merge: {statuses:?}"
+    assert!(
+        statuses.iter().all(|s| *s == 201),
+        "every submission is accepted alike: {statuses:?}"
     );
     assert_eq!(app.items("lead").await.len(), 1);
     assert_eq!(app.items("email_lookup").await.len(), 1);
@@ -159,9 +163,11 @@ async fn a_filled_honeypot_looks_accepted_but_stores_nothing() {
         .await;
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], "created");
+    assert_eq!(body["status"], "accepted");
     assert!(
-        body["lead_id"].as_str().is_some_and(|id| id.len() == 36),
+        body["submission_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36),
         "looks like a real answer: {body}"
     );
     assert!(app.items("lead").await.is_empty());
@@ -201,7 +207,7 @@ async fn an_idempotency_key_replays_the_first_answer_without_writing_again() {
     let replay = send(json!({"email": "idem@example.com", "company": "A"}))
         .await
         .unwrap();
-    assert_eq!(replay.status(), 201, "the first answer, not a 200 merge");
+    assert_eq!(replay.status(), 201, "the first answer");
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     let replay_body: Value = replay.json().await.unwrap();
     assert_eq!(replay_body, first_body);
@@ -250,12 +256,13 @@ async fn an_idempotency_key_expires_after_24_hours() {
     let after = handler
         .handle_at(request(), t0 + chrono::Duration::hours(25))
         .await;
-    assert_eq!(
-        after.status(),
-        200,
+    assert_eq!(after.status(), 201);
+    assert!(
+        !after.headers().contains_key("idempotent-replayed"),
         "after 24 h the key is new and the known e-mail merges"
     );
-    assert!(!after.headers().contains_key("idempotent-replayed"));
+    let leads = app.items("lead").await;
+    assert_eq!(leads[0]["version"].as_n().unwrap(), "2");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -413,8 +420,13 @@ async fn a_form_redirects_to_an_allowed_thank_you_page_only() {
     let foreign = post("email=r2%40example.com&_redirect=https%3A%2F%2Fevil.example%2Fphish")
         .await
         .unwrap();
-    assert_eq!(foreign.status(), 201, "not on the allow-list: plain JSON");
+    assert_eq!(foreign.status(), 400, "not on the allow-list: refused");
     assert!(foreign.headers().get("location").is_none());
+    let foreign: Value = foreign.json().await.unwrap();
+    assert_eq!(
+        foreign["fields"]["_redirect"],
+        "is not on the redirect allow-list"
+    );
 
     let invalid = post("email=broken&_redirect=https%3A%2F%2Fwww.example.com%2Fdanke")
         .await
@@ -424,7 +436,11 @@ async fn a_form_redirects_to_an_allowed_thank_you_page_only() {
         422,
         "errors are never hidden behind the redirect"
     );
-    assert_eq!(app.items("lead").await.len(), 2);
+    assert_eq!(
+        app.items("lead").await.len(),
+        1,
+        "only the submission with an allowed target"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -503,4 +519,216 @@ async fn unknown_routes_and_methods_are_4xx() {
         r.status()
     );
     tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// The size DynamoDB counts for an item: attribute names and values (close enough to compare
+/// with the 400 KB item limit).
+fn item_bytes(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
+    fn value_bytes(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+            AttributeValue::M(m) => m.iter().map(|(k, v)| k.len() + value_bytes(v)).sum(),
+            AttributeValue::L(l) => l.iter().map(value_bytes).sum(),
+            AttributeValue::Ss(l) => l.iter().map(String::len).sum(),
+            _ => 1,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value_bytes(v)).sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_large_submissions_cannot_bloat_a_lead_and_it_stays_writable() {
+    let app = TestApp::spawn().await;
+    // 26 posts of 15 KiB of new custom fields each: about 390 KB if they all accumulated.
+    for round in 0..26 {
+        let mut body = String::from("email=bloat%40example.com");
+        for i in 0..15 {
+            body.push_str(&format!(
+                "&custom_fields.p{round:02}_{i:02}={}",
+                "x".repeat(1000)
+            ));
+        }
+        assert!(body.len() < 16 * 1024);
+        let response = app
+            .http
+            .post(app.leads_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "post {round}");
+    }
+    let leads = app.items("lead").await;
+    assert_eq!(leads.len(), 1);
+    let size = item_bytes(&leads[0]);
+    assert!(
+        size < 48 * 1024,
+        "the lead item stays far below 400 KB: {size} bytes"
+    );
+    let custom = leads[0]["custom_fields"].as_m().unwrap();
+    assert!(custom.len() <= leadflow_domain::capture::MAX_LEAD_CUSTOM_FIELDS);
+
+    let id: LeadId = s(&leads[0], "id").parse().unwrap();
+    let timeline = app.store().timeline(id).await.unwrap();
+    let not_kept: usize = timeline
+        .iter()
+        .filter_map(|e| e.detail["not_kept"].as_array())
+        .map(Vec::len)
+        .sum();
+    assert!(not_kept > 300, "what did not fit is named: {not_kept}");
+
+    // Sales can still write the lead.
+    let patch = app
+        .http
+        .patch(format!("{}/leads/{id}/qualification", app.base_url))
+        .json(&json!({"need": "CRM for 30 reps", "by": "rep-anna"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 200);
+    let lead = app.store().get(id).await.unwrap().unwrap();
+    assert_eq!(lead.bant.unwrap().need.as_deref(), Some("CRM for 30 reps"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_anonymous_resubmission_cannot_rewrite_what_sales_or_a_crm_set() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .capture(&json!({"email": "vera@example.com", "first_name": "Vera", "phone": "+49 30 1111", "company": "Vera GmbH"}))
+        .await;
+    // Sales corrects the phone and the CRM the company, through the domain's precedence (the
+    // way the PATCH and callback routes set contact fields).
+    let store = app.store();
+    let mut lead = store.get(id).await.unwrap().unwrap();
+    let read_version = lead.version;
+    lead.offer("phone", "+49 30 2222".into(), FieldSource::Sales);
+    lead.offer("company", "Vera Holding AG".into(), FieldSource::Crm);
+    lead.version += 1;
+    store
+        .write(&LeadWrite {
+            lead,
+            expected_version: Some(read_version),
+            timeline: Vec::new(),
+            events: Vec::new(),
+        })
+        .await
+        .unwrap();
+
+    // Anyone who knows the address tries to take the lead over.
+    let attack = app
+        .post_json(&json!({"email": "vera@example.com", "first_name": "Mallory", "phone": "+1 555 0100", "company": "Evil Inc", "job_title": "CEO"}))
+        .await;
+    assert_eq!(attack.status(), 201);
+
+    let lead = store.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        lead.first_name.as_deref(),
+        Some("Vera"),
+        "a form's own value"
+    );
+    assert_eq!(lead.phone.as_deref(), Some("+49 30 2222"), "set by sales");
+    assert_eq!(
+        lead.company.as_deref(),
+        Some("Vera Holding AG"),
+        "set by the CRM"
+    );
+    assert_eq!(
+        lead.job_title.as_deref(),
+        Some("CEO"),
+        "what was empty is filled"
+    );
+    assert_eq!(lead.provenance.of("phone"), FieldSource::Sales);
+    assert_eq!(lead.provenance.of("company"), FieldSource::Crm);
+
+    let timeline = store.timeline(id).await.unwrap();
+    let proposal = timeline
+        .iter()
+        .find(|e| e.action == "change_proposed")
+        .expect("a proposed change on the timeline");
+    let mut fields: Vec<&str> = proposal.detail["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["company", "first_name", "phone"]);
+    assert_eq!(proposal.detail["proposed"]["phone"], "+1 555 0100");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_and_known_addresses_get_the_same_answer() {
+    let app = TestApp::spawn().await;
+    let answer = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        let mut keys: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        (status, keys, body)
+    };
+    let (new_status, new_keys, new_body) = answer(
+        app.post_json(&json!({"email": "known@example.com", "company": "A"}))
+            .await,
+    )
+    .await;
+    let (again_status, again_keys, again_body) = answer(
+        app.post_json(&json!({"email": "known@example.com", "company": "B", "job_title": "CTO"}))
+            .await,
+    )
+    .await;
+    let (bot_status, bot_keys, _) =
+        answer(app.post_form("email=known%40example.com&_gotcha=x").await).await;
+    assert_eq!(new_status, again_status, "the same status");
+    assert_eq!(
+        new_keys, again_keys,
+        "the same keys: {new_body} / {again_body}"
+    );
+    assert_eq!((bot_status, &bot_keys), (new_status, &new_keys));
+    assert_eq!(new_body["status"], again_body["status"]);
+    assert!(new_body.get("lead_id").is_none() && again_body.get("lead_id").is_none());
+    assert_ne!(new_body["submission_id"], again_body["submission_id"]);
+    assert_eq!(app.items("lead").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_with_cr_lf_is_refused_before_anything_is_stored() {
+    let app = TestApp::spawn_with(&["RedirectAllowlist=https://www.example.com"]).await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = || {
+        no_follow
+            .post(app.leads_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("idempotency-key", "crlf-1")
+            .body("email=crlf%40example.com&_redirect=https%3A%2F%2Fwww.example.com%2Fdanke%0D%0ASet-Cookie%3A%20a%3Db")
+            .send()
+    };
+    for attempt in 0..2 {
+        let response = post().await.unwrap();
+        assert_eq!(response.status(), 400, "attempt {attempt}");
+        assert!(response.headers().get("location").is_none());
+        assert!(response.headers().get("idempotent-replayed").is_none());
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["fields"]["_redirect"],
+            "must not contain control characters"
+        );
+    }
+    assert!(app.items("lead").await.is_empty(), "nothing stored");
+    assert!(app.items("timeline").await.is_empty());
+    assert!(app.items("idempotency").await.is_empty(), "no answer kept");
+    assert!(app.captured_events().await.is_empty());
+
+    let unparseable = no_follow
+        .post(app.leads_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=crlf%40example.com&_redirect=%2Fdanke")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unparseable.status(), 400);
+    assert!(app.items("lead").await.is_empty());
 }

@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 use crate::crm_receiver::{verified_independently, CrmReceiver, Reply};
 use crate::support::{crm_callback, eventually, TestApp};
 
-/// The CRM of the owners (config: `env:CRM_WEBHOOK_SECRET`, set by the template parameter).
+/// The CRM of the owners (config: `env:CRM_WEBHOOK_SECRET`: the template's signing secret in
+/// Secrets Manager, which the local stack sets to this value).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// The partner's CRM, whose secret is in Secrets Manager.
 const PARTNER_SECRET: &str = "whsec_cGFydG5lci1zZWNyZXQtb2YtMzItYnl0ZXMhIQ==";
@@ -152,10 +153,10 @@ async fn a_lead_that_turns_mql_reaches_the_crm_signed_and_accepted_moves_it_to_s
         )
         .await;
     let at = |s: i64| (Utc::now() - chrono::Duration::seconds(s)).to_rfc3339();
-    app.post_events(json!([
-        {"event_id": "p-1", "type": "page_view", "occurred_at": at(3), "url": "https://www.example.com/pricing", "lead_id": lead.to_string()},
-        {"event_id": "p-2", "type": "page_view", "occurred_at": at(2), "url": "https://www.example.com/pricing", "lead_id": lead.to_string()},
-        {"event_id": "d-1", "type": "download", "occurred_at": at(1), "url": "https://www.example.com/whitepaper.pdf", "tags": ["whitepaper"], "lead_id": lead.to_string()}
+    crate::tracking::post_lead_events(app, lead, json!([
+        {"event_id": "p-1", "type": "page_view", "occurred_at": at(3), "url": "https://www.example.com/pricing"},
+        {"event_id": "p-2", "type": "page_view", "occurred_at": at(2), "url": "https://www.example.com/pricing"},
+        {"event_id": "d-1", "type": "download", "occurred_at": at(1), "url": "https://www.example.com/whitepaper.pdf", "tags": ["whitepaper"]}
     ]))
     .await;
     let got = crm.owners.wait_for(1, 60).await;
@@ -646,4 +647,90 @@ async fn callbacks_must_be_signed_fresh_and_by_the_leads_crm() {
     );
     let (s, _, _) = crm_callback(app, PARTNER_SECRET, "msg_old", now, &reject).await;
     assert_eq!(s, 401, "the old secret is gone");
+}
+
+/// Outside local mode a CRM on this machine is refused: at push, naming where it is
+/// configured; and a configuration that names one all the same (pushed before, or a name that
+/// resolves there) gets no delivery: nothing is sent, the delivery goes to the DLQ at once
+/// (no retries) and the timeline says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn outside_local_mode_a_crm_on_this_machine_is_refused_at_push_and_at_send_time() {
+    let secret_param = format!("CrmWebhookSecret={SECRET}");
+    let mut app = TestApp::spawn_with(&["ConfigCacheSeconds=0", secret_param.as_str()]).await;
+    // The signing secret reaches the functions as an ARN, never as its value.
+    for binary in ["crm-webhook", "crm-callback"] {
+        let env = &app.stack.function(binary).expect(binary).spec.environment;
+        assert!(
+            env.get("CRM_WEBHOOK_SECRET_ARN")
+                .is_some_and(|a| a.starts_with("arn:aws:secretsmanager:")),
+            "{binary}: {env:?}"
+        );
+        assert!(!env.contains_key("CRM_WEBHOOK_SECRET"), "{binary}: {env:?}");
+        assert!(
+            !env.values().any(|v| v.contains(SECRET)),
+            "{binary}: {env:?}"
+        );
+    }
+    app.stack.run_as_deployed().expect("functions rebuilt");
+    let app = app.run(&["crm-webhook"]);
+    let owners = CrmReceiver::start(&[]).await;
+    assert!(
+        owners.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        owners.url
+    );
+    let yaml = config(
+        &owners.url,
+        "https://partner.example.at/leads",
+        "env:CRM_WEBHOOK_SECRET",
+    );
+
+    let err = leadflow_local::config::push(&app.stack, &yaml, Some("test"))
+        .await
+        .expect_err("refused at push");
+    assert!(
+        err.contains("routing.crm.endpoint") && err.contains("loopback address (127.0.0.1)"),
+        "{err}"
+    );
+    let https = yaml.replace(&owners.url, "https://169.254.169.254/latest/meta-data/");
+    let err = leadflow_local::config::push(&app.stack, &https, Some("test"))
+        .await
+        .expect_err("the metadata service is refused too");
+    assert!(err.contains("link-local"), "{err}");
+
+    // In force all the same (stored past the check, as a version pushed in local mode would be).
+    app.push_config(&yaml).await;
+    let lead = mql(&app, "ssrf@example.com", "DE").await;
+    route(&app, lead).await;
+    assert!(
+        eventually(30, || async {
+            !timeline(&app, lead, "crm_delivery_given_up")
+                .await
+                .is_empty()
+        })
+        .await,
+        "given up: {:?}",
+        app.store().timeline(lead).await
+    );
+    let given_up = timeline(&app, lead, "crm_delivery_given_up").await;
+    let reason = given_up[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("not sent") && reason.contains("loopback"),
+        "{reason}"
+    );
+    assert_eq!(given_up[0].detail["attempt"], 1, "no retry: {given_up:?}");
+    assert!(timeline(&app, lead, "crm_delivery_attempt")
+        .await
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(owners.received().is_empty(), "nothing reached the receiver");
+    let parked = app
+        .sqs
+        .receive_message()
+        .queue_url(app.resource("CrmWebhookDLQ"))
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .expect("DLQ read");
+    assert_eq!(parked.messages().len(), 1, "the delivery waits on the DLQ");
 }

@@ -172,6 +172,9 @@ async fn http_samples_run_through_lead_api() {
         })
         .await
         .unwrap();
+    let (status, body) = call("lead-api-events.json").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["results"][0]["event_id"], "ma-7781", "{body}");
     let (status, body) = call("lead-api-qualification.json").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["complete"], true);
@@ -202,11 +205,17 @@ async fn http_samples_run_through_lead_api() {
     );
 }
 
-/// The callback sample is a signed `POST /crm/events`; signed long ago, so the function
-/// refuses it as stale (events/README.md shows how to sign it afresh).
+/// The callback sample is a signed `POST /crm/events`, signed long ago with the development
+/// secret of `cargo dev`: as it is, the function refuses it as stale; signed afresh the way
+/// events/README.md shows, the signature is accepted and the unknown `lead_id` answers 404.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_crm_callback_sample_reaches_the_signature_check() {
-    let app = TestApp::spawn().await;
+async fn the_crm_callback_sample_is_checked_and_signed_afresh_reaches_the_lead_lookup() {
+    const DEV_SECRET: &str = "whsec_bGVhZGZsb3ctbG9jYWwtZGV2LXNlY3JldC0zMi1ieXRlcw==";
+    let app = TestApp::spawn_with(&[&format!("CrmWebhookSecret={DEV_SECRET}")]).await;
+    // config/leadflow.yaml's CRM signs with env:CRM_WEBHOOK_SECRET, as under `cargo dev`.
+    leadflow_local::config::ensure_active(&app.stack)
+        .await
+        .expect("config/leadflow.yaml is pushed");
     let callback = app
         .stack
         .function("crm-callback")
@@ -214,16 +223,39 @@ async fn the_crm_callback_sample_reaches_the_signature_check() {
         .http
         .clone()
         .unwrap();
+    let json = |response: &lambda_http::Response<lambda_http::Body>| -> serde_json::Value {
+        match response.body() {
+            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+
     let request =
         lambda_http::request::from_str(&sample("crm-callback.json")).expect("API Gateway v2 event");
     let response = callback(request).await;
     assert_eq!(response.status(), 401);
-    let body: serde_json::Value = match response.body() {
-        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
-        other => panic!("{other:?}"),
-    };
+    let body = json(&response);
     assert!(
         body["error"].as_str().unwrap().contains("5 minutes"),
         "{body}"
     );
+
+    let mut request = lambda_http::request::from_str(&sample("crm-callback.json")).unwrap();
+    let payload = match request.body() {
+        lambda_http::Body::Text(t) => t.clone(),
+        other => panic!("{other:?}"),
+    };
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let now = chrono::Utc::now().timestamp();
+    let signature = leadflow_domain::webhook::WebhookSecret::parse(DEV_SECRET)
+        .unwrap()
+        .sign(&id, now, payload.as_bytes());
+    let headers = request.headers_mut();
+    headers.insert("webhook-id", id.parse().unwrap());
+    headers.insert("webhook-timestamp", now.to_string().parse().unwrap());
+    headers.insert("webhook-signature", signature.parse().unwrap());
+    let response = callback(request).await;
+    let body = json(&response);
+    assert_eq!(response.status(), 404, "{body}");
+    assert_eq!(body["field"], "lead_id", "{body}");
 }

@@ -3,13 +3,18 @@
 //! `.local/venv` on first use); set `AWS_ENDPOINT_URL` to use another (e.g. LocalStack), and
 //! `TEST_LOG=1` to see the handlers' logs.
 
+mod anonymous_history;
 mod capture;
 mod crm;
 mod crm_receiver;
 mod events_samples;
+mod faults;
+mod iam;
+mod local_limits;
 mod local_stack;
 mod openapi;
 mod outbox;
+mod rate_limit;
 mod routing;
 mod sales_api;
 mod scoring;

@@ -83,3 +83,51 @@ async fn served_routes_and_the_spec_agree() {
         }
     }
 }
+
+/// API Gateway answers some requests itself, before a function runs: 429 from its throttle on
+/// every route, 403 from the IAM authorizer on signed routes. The spec documents both where
+/// they happen, so clients handle them.
+#[test]
+fn the_gateways_own_answers_are_documented() {
+    let spec = spec();
+    let template: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(leadflow_local::workspace_root().join("template.yaml"))
+            .expect("template.yaml"),
+    )
+    .expect("template.yaml is YAML");
+    let mut checked = 0;
+    for (_, resource) in template["Resources"].as_mapping().expect("Resources") {
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for event in events.values().filter(|e| e["Type"] == "HttpApi") {
+            let p = &event["Properties"];
+            let (method, path) = (
+                p["Method"].as_str().unwrap().to_lowercase(),
+                p["Path"].as_str().unwrap(),
+            );
+            let responses = &spec["paths"][path][&method]["responses"];
+            assert_eq!(
+                responses["429"]["$ref"], "#/components/responses/Throttled",
+                "{method} {path}: API Gateway's throttle answers 429"
+            );
+            if p["Auth"]["Authorizer"] == "AWS_IAM" {
+                assert_eq!(
+                    responses["403"]["$ref"], "#/components/responses/IamForbidden",
+                    "{method} {path}: the IAM authorizer answers 403"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 10,
+        "found only {checked} routes in template.yaml"
+    );
+    for name in ["Throttled", "IamForbidden"] {
+        assert!(
+            spec["components"]["responses"][name]["description"].is_string(),
+            "{name}"
+        );
+    }
+}

@@ -6,7 +6,8 @@
 
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::eventbridge::EventBridgePublisher;
 use leadflow_aws::secrets::Secrets;
@@ -14,8 +15,9 @@ use leadflow_aws::Clients;
 use leadflow_domain::crm::{apply_update, CrmUpdate, CrmUpdateError};
 use leadflow_domain::ports::{
     ConfigStore, CrmLinks, EventPublisher, IdempotencyBegin, IdempotencyStore, LeadStore, Outbox,
-    SecretError, SecretSource,
+    RateLimitStore, SecretError, SecretSource,
 };
+use leadflow_domain::rate_limit::{ClientKey, RateLimit, Verdict};
 use leadflow_domain::routing::RoutingConfig;
 use leadflow_domain::sla::SlaConfig;
 use leadflow_domain::webhook::{signed_headers, SignedHeaders, WebhookSecret};
@@ -41,6 +43,44 @@ pub struct CrmCallback<S, P, K> {
     publisher: P,
     secrets: K,
     config: ActiveConfig<S>,
+    limit: ClientLimit,
+}
+
+/// The per-client rate limit of `POST /crm/events` (`None`: off) and the key client addresses
+/// are hashed with. Every call counts, signed or not, so a flood of forged signatures is
+/// refused before any secret is read.
+#[derive(Clone, Default)]
+pub struct ClientLimit {
+    pub limit: Option<RateLimit>,
+    pub hash_key: Vec<u8>,
+}
+
+impl ClientLimit {
+    /// `RATE_LIMIT_CRM_EVENTS` (`off`, or e.g. `600/min burst 300`; required, template.yaml
+    /// sets it) and `RATE_LIMIT_KEY` when it is on.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let name = "RATE_LIMIT_CRM_EVENTS";
+        let limit = RateLimit::parse(&env.required(name)?).map_err(|e| ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+        })?;
+        let hash_key = match limit {
+            None => Vec::new(),
+            Some(_) => env.required("RATE_LIMIT_KEY")?.into_bytes(),
+        };
+        Ok(Self { limit, hash_key })
+    }
+}
+
+/// 429 with when to come back, in the header and the body.
+fn too_many_requests(retry_after: std::time::Duration) -> Answer {
+    let secs = Verdict::retry_after_secs(retry_after);
+    let mut a = Answer::json(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({ "error": "too many requests from this client; retry later", "retry_after_seconds": secs }),
+    );
+    a.headers.push(("retry-after".into(), secs.to_string()));
+    a
 }
 
 fn unauthorized(message: impl Into<String>) -> Answer {
@@ -55,18 +95,16 @@ impl CrmCallback<DynamoStore, EventBridgePublisher, Secrets> {
     /// or Secrets Manager).
     pub fn from_env(aws: &Clients, env: &Env) -> Result<Self, ConfigError> {
         let b = Backend::from_env(aws, env)?;
-        Ok(Self::new(
-            b.store,
-            b.publisher,
-            wiring::secrets(aws, env),
-            b.config,
-        ))
+        Ok(
+            Self::new(b.store, b.publisher, wiring::secrets(aws, env), b.config)
+                .with_limit(ClientLimit::from_env(env)?),
+        )
     }
 }
 
 impl<S, P, K> HttpFunction for CrmCallback<S, P, K>
 where
-    S: LeadStore + ConfigStore + IdempotencyStore + CrmLinks + Outbox,
+    S: LeadStore + ConfigStore + IdempotencyStore + CrmLinks + Outbox + RateLimitStore,
     P: EventPublisher,
     K: SecretSource,
 {
@@ -77,7 +115,7 @@ where
 
 impl<S, P, K> CrmCallback<S, P, K>
 where
-    S: LeadStore + ConfigStore + IdempotencyStore + CrmLinks + Outbox,
+    S: LeadStore + ConfigStore + IdempotencyStore + CrmLinks + Outbox + RateLimitStore,
     P: EventPublisher,
     K: SecretSource,
 {
@@ -87,6 +125,40 @@ where
             publisher,
             secrets,
             config,
+            limit: ClientLimit::default(),
+        }
+    }
+
+    /// Enforces `limit` per client (none unless set).
+    pub fn with_limit(mut self, limit: ClientLimit) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// The 429 answer when the client has spent its bucket. When the buckets cannot be
+    /// reached the call goes through: its signature still has to verify.
+    async fn over_limit(&self, req: &Request, now: DateTime<Utc>) -> Option<Answer> {
+        let limit = self.limit.limit?;
+        let client = match req.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+            _ => None,
+        };
+        let key = ClientKey::new(
+            &self.limit.hash_key,
+            "crm-events",
+            client.as_deref().unwrap_or_default(),
+            None,
+        );
+        match self.store.take_token(&key, &limit, now).await {
+            Ok(Verdict::Admit(_)) => None,
+            Ok(Verdict::Refuse { retry_after }) => {
+                tracing::info!(route = "crm-events", "client over its rate limit; refused");
+                Some(too_many_requests(retry_after))
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, route = "crm-events", "rate limit not checked; call let through");
+                None
+            }
         }
     }
 
@@ -98,6 +170,10 @@ where
             let mut a = Answer::error(StatusCode::METHOD_NOT_ALLOWED, "allowed: POST");
             a.headers.push(("allow".into(), "POST".into()));
             return a;
+        }
+        // Before the body, the signature or the store is looked at.
+        if let Some(refused) = self.over_limit(&req, now).await {
+            return refused;
         }
         let body: &[u8] = req.body().as_ref();
         if body.len() > MAX_BODY_BYTES {

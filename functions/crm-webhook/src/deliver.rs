@@ -20,6 +20,7 @@ use leadflow_domain::assignment::{AssignedTo, Assignment};
 use leadflow_domain::crm::{
     self, LeadContext, LeadRoutedPayload, Notice, NoticePayload, Recipient, RetryPolicy,
 };
+use leadflow_domain::endpoint::EndpointMode;
 use leadflow_domain::ports::{
     ConfigStore, IdempotencyBegin, IdempotencyStore, LeadStore, RetryQueue, ScoreStore,
     SecretSource, StoredResponse,
@@ -44,10 +45,14 @@ pub struct DeliverySettings {
     pub retry: RetryPolicy,
     /// The HTTP API's base URL, for the payload's links.
     pub api_url: Option<String>,
+    /// Where CRMs may be: public https endpoints, or anything in local mode.
+    pub endpoints: EndpointMode,
 }
 
 impl DeliverySettings {
-    /// `CRM_RETRY_BASE_SECONDS`, `CRM_RETRY_WINDOW_SECONDS`, `PUBLIC_API_URL`.
+    /// `CRM_RETRY_BASE_SECONDS`, `CRM_RETRY_WINDOW_SECONDS`, `PUBLIC_API_URL`, and
+    /// `LEADFLOW_LOCAL` (`true`: local mode, set by the local stack only; the template never
+    /// sets it, so a deployment sends only to public https endpoints).
     pub fn from_env(env: &Env) -> Self {
         // Bounded like the template's parameters (a window past the queue's 14-day retention
         // means nothing), so no value can overflow the time arithmetic.
@@ -73,6 +78,7 @@ impl DeliverySettings {
                 ),
             },
             api_url: env.optional("PUBLIC_API_URL"),
+            endpoints: endpoint_mode(env),
         }
     }
 }
@@ -108,6 +114,14 @@ fn attempt_info(m: &SqsMessage, now: DateTime<Utc>) -> AttemptInfo {
     AttemptInfo { number, first_at }
 }
 
+/// Local mode when `LEADFLOW_LOCAL` is `true` or `1`; anything else is a deployment.
+pub fn endpoint_mode(env: &Env) -> EndpointMode {
+    match env.optional("LEADFLOW_LOCAL").as_deref().map(str::trim) {
+        Some("true" | "1") => EndpointMode::Local,
+        _ => EndpointMode::Public,
+    }
+}
+
 fn jitter() -> f64 {
     (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0
 }
@@ -130,10 +144,12 @@ impl Deliver<DynamoStore, HttpsTransport, SqsRetryQueue, Secrets> {
     /// the CRMs' secrets and the delivery settings.
     pub fn from_env(aws: &Clients, env: &Env) -> Result<Self, ConfigError> {
         let store = wiring::store(aws, env)?;
-        let transport = HttpsTransport::new().map_err(|e| ConfigError::Setup {
-            what: "the HTTPS client",
-            reason: e.to_string(),
-        })?;
+        let settings = DeliverySettings::from_env(env);
+        let transport =
+            HttpsTransport::new(settings.endpoints).map_err(|e| ConfigError::Setup {
+                what: "the HTTPS client",
+                reason: e.to_string(),
+            })?;
         Ok(Self::new(
             store.clone(),
             transport,
@@ -144,7 +160,7 @@ impl Deliver<DynamoStore, HttpsTransport, SqsRetryQueue, Secrets> {
             ),
             wiring::secrets(aws, env),
             ActiveConfig::from_env(store, env),
-            DeliverySettings::from_env(env),
+            settings,
         ))
     }
 }
@@ -416,11 +432,17 @@ where
         let elapsed = now
             .signed_duration_since(attempt.first_at)
             .max(Duration::zero());
-        match self
-            .settings
-            .retry
-            .next_delay(attempt.number, elapsed, jitter())
-        {
+        // A refused endpoint stays refused until the configuration changes: parked at once,
+        // for a replay after the fix.
+        let refused = matches!(outcome, PostOutcome::Refused(_));
+        let next = if refused {
+            None
+        } else {
+            self.settings
+                .retry
+                .next_delay(attempt.number, elapsed, jitter())
+        };
+        match next {
             Some(delay) => {
                 let secs = delay.num_seconds().max(1) as u32;
                 detail["retry_in_seconds"] = json!(secs);
@@ -440,12 +462,20 @@ where
                 )))
             }
             None => {
-                let reason = format!(
-                    "gave up after {} attempts over {} s: {}",
-                    attempt.number,
-                    elapsed.num_seconds(),
-                    outcome.describe()
-                );
+                let reason = if refused {
+                    format!(
+                        "{} (config version {}); fix the endpoint, then replay the DLQ",
+                        outcome.describe(),
+                        loaded.version
+                    )
+                } else {
+                    format!(
+                        "gave up after {} attempts over {} s: {}",
+                        attempt.number,
+                        elapsed.num_seconds(),
+                        outcome.describe()
+                    )
+                };
                 self.queue
                     .dead_letter(body, &reason)
                     .await
@@ -583,6 +613,15 @@ mod tests {
         let s = DeliverySettings::from_env(&env(&[("CRM_RETRY_WINDOW_SECONDS", "99999999")]));
         assert_eq!(s.retry.window, Duration::days(14));
         assert_eq!(s.api_url, None);
+        assert_eq!(
+            s.endpoints,
+            EndpointMode::Public,
+            "a deployment unless told"
+        );
+        let local = DeliverySettings::from_env(&env(&[("LEADFLOW_LOCAL", "true")]));
+        assert_eq!(local.endpoints, EndpointMode::Local);
+        let other = DeliverySettings::from_env(&env(&[("LEADFLOW_LOCAL", "no")]));
+        assert_eq!(other.endpoints, EndpointMode::Public);
     }
 
     #[test]

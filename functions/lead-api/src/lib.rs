@@ -2,16 +2,21 @@
 //! template.yaml: callers sign with SigV4): `GET /leads/{id}` (a lead with its timeline),
 //! `PATCH /leads/{id}/qualification` (BANT by inside sales) and `GET /segments/{tag}/leads`
 //! (the leads interested in a tag), `PUT` / `DELETE /owners/{id}/away` (an owner's vacation:
-//! no new leads, and their team's policy for their due leads). What landing pages call is
-//! capture-form's.
+//! no new leads, and their team's policy for their due leads), `POST /leads/{id}/events`
+//! (server-side tracking: behavioural events of that lead, queued for scoring). What landing
+//! pages call is capture-form's.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use leadflow_aws::dynamo::DynamoStore;
+use leadflow_aws::sqs::SqsEventQueue;
 use leadflow_aws::Clients;
-use leadflow_domain::ports::{Availability, Away, ConfigStore, LeadStore, ScoreStore};
+use leadflow_domain::ports::{
+    Availability, Away, ConfigStore, LeadStore, ScoreStore, TrackedEventQueue,
+};
 use leadflow_domain::tag::{Tag, TagError};
+use leadflow_domain::tracking::{Batch, Reporter};
 use leadflow_domain::{Decision, FieldErrors, LeadId};
 use leadflow_lambda::active_config::{ActiveConfig, ActiveConfigError};
 use leadflow_lambda::config::{ConfigError, Env};
@@ -24,16 +29,27 @@ use serde_json::json;
 /// The largest `PATCH` body accepted (BANT with notes is well under a kilobyte).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-pub struct LeadApi<S> {
+/// The largest batch of events taken, as on the public `POST /events`.
+pub const MAX_EVENTS_BODY_BYTES: usize = 128 * 1024;
+
+pub struct LeadApi<S, Q> {
     store: S,
     /// The scoring model's settings the segment listing needs (interest half-life).
     config: ActiveConfig<S>,
+    /// The scoring queue server-side tracking feeds.
+    queue: Q,
 }
 
-impl LeadApi<DynamoStore> {
+impl LeadApi<DynamoStore, SqsEventQueue> {
+    /// The table, the active configuration and the scoring queue (`SCORE_EVENT_QUEUE_URL`).
     pub fn from_env(aws: &Clients, env: &Env) -> Result<Self, ConfigError> {
         let store = wiring::store(aws, env)?;
-        Ok(Self::new(store.clone(), ActiveConfig::from_env(store, env)))
+        let queue = SqsEventQueue::new(aws.sqs(), env.required("SCORE_EVENT_QUEUE_URL")?);
+        Ok(Self::new(
+            store.clone(),
+            ActiveConfig::from_env(store, env),
+            queue,
+        ))
     }
 }
 
@@ -48,6 +64,8 @@ enum Route {
     Segment(String),
     /// `/owners/{id}/away`
     Away(String),
+    /// `/leads/{id}/events`
+    Events(String),
 }
 
 impl Route {
@@ -58,6 +76,7 @@ impl Route {
             ["", "leads", id, "qualification"] => Some(Route::Qualification((*id).to_owned())),
             ["", "segments", tag, "leads"] => Some(Route::Segment((*tag).to_owned())),
             ["", "owners", id, "away"] => Some(Route::Away((*id).to_owned())),
+            ["", "leads", id, "events"] => Some(Route::Events((*id).to_owned())),
             _ => None,
         }
     }
@@ -65,6 +84,7 @@ impl Route {
     fn allowed_methods(&self) -> &'static [Method] {
         match self {
             Route::Qualification(_) => &[Method::PATCH],
+            Route::Events(_) => &[Method::POST],
             Route::Lead(_) | Route::Segment(_) => &[Method::GET],
             Route::Away(_) => &[Method::PUT, Method::DELETE],
         }
@@ -75,21 +95,27 @@ fn no_such_lead() -> Answer {
     Answer::error(StatusCode::NOT_FOUND, "no such lead")
 }
 
-impl<S> HttpFunction for LeadApi<S>
+impl<S, Q> HttpFunction for LeadApi<S, Q>
 where
     S: LeadStore + ScoreStore + ConfigStore + Availability,
+    Q: TrackedEventQueue,
 {
     async fn handle(&self, req: Request) -> Response<Body> {
         self.handle_at(req, Utc::now()).await.into_response()
     }
 }
 
-impl<S> LeadApi<S>
+impl<S, Q> LeadApi<S, Q>
 where
     S: LeadStore + ScoreStore + ConfigStore + Availability,
+    Q: TrackedEventQueue,
 {
-    pub fn new(store: S, config: ActiveConfig<S>) -> Self {
-        Self { store, config }
+    pub fn new(store: S, config: ActiveConfig<S>, queue: Q) -> Self {
+        Self {
+            store,
+            config,
+            queue,
+        }
     }
 
     /// Handles one request as if it arrived at `now`.
@@ -117,7 +143,36 @@ where
             Route::Segment(tag) => self.segment(tag, &req, now).await,
             Route::Away(owner) if req.method() == Method::DELETE => self.back(owner).await,
             Route::Away(owner) => self.away(owner, &req, now).await,
+            Route::Events(id) => self.post_events(id, &req, now).await,
         }
+    }
+
+    /// `POST /leads/{id}/events`: events of this lead, reported by a server with credentials
+    /// (a marketing tool, the back end of a signed-in app). The batch and answer are the
+    /// public `POST /events`'s; every event is the path's lead's, so events name no one else.
+    async fn post_events(&self, id: &str, req: &Request, now: DateTime<Utc>) -> Answer {
+        let body = match json_request(req, MAX_EVENTS_BODY_BYTES) {
+            Ok(v) => v,
+            Err(answer) => return answer,
+        };
+        let Ok(lead_id) = id.parse::<LeadId>() else {
+            return no_such_lead();
+        };
+        // Checked here, so the scorer never meets a lead id that names no lead.
+        match self.store.get(lead_id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return no_such_lead(),
+            Err(e) => return Answer::store_failed(&e),
+        }
+        let batch = match Batch::parse(&body, Reporter::Server { lead_id }, now) {
+            Ok(batch) => batch,
+            Err(errors) => return Answer::fields(errors),
+        };
+        if let Err(err) = self.queue.enqueue(&batch.accepted).await {
+            return Answer::events_not_queued(&err);
+        }
+        tracing::info!(%lead_id, accepted = batch.results.len() - batch.rejected, rejected = batch.rejected, "server-side events received");
+        Answer::json(StatusCode::ACCEPTED, batch.answer())
     }
 
     /// The owner, if the active routing configuration has one by this id.

@@ -8,6 +8,10 @@
 //! ([`ladder::due`], [`Lead::take_sla_step`]) and written under the lead's version, so two
 //! ticks at once, overlapping ticks or a tick delivered twice take every step once. A tick
 //! that runs out of its time budget leaves the rest due for the next tick.
+//!
+//! A tick also tries again the leads parked by routing whose wait is due (no routing
+//! configuration, nobody able to take them that day: see functions/route): each is routed as
+//! route would (`route::route_lead`), parked anew, or its wait ended when it no longer waits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -18,21 +22,23 @@ use futures::stream::{self, StreamExt};
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::eventbridge::EventBridgePublisher;
 use leadflow_aws::Clients;
-use leadflow_domain::assignment::{AssignedTo, SlaAction};
+use leadflow_domain::assignment::SlaAction;
 use leadflow_domain::ladder::{self, Due};
+use leadflow_domain::ports::RoutingWaits;
 use leadflow_domain::ports::{
     Availability, ConfigStore, EventPublisher, LeadStore, Outbox, RoutingState, ScoreStore,
     SlaDueIndex, StoreError, SLA_SHARDS,
 };
-use leadflow_domain::routing::{RoutingFacts, Target};
+use leadflow_domain::routing::{RoutingFacts, RoutingWait, Target};
 use leadflow_domain::{Decision, LeadId};
-use leadflow_lambda::active_config::{ActiveConfig, LoadedConfig};
+use leadflow_lambda::active_config::{ActiveConfig, ActiveConfigError, LoadedConfig};
 use leadflow_lambda::config::{ConfigError, Env};
 use leadflow_lambda::lead_update::{update_read, UpdateError};
 use leadflow_lambda::outbox::deliver;
 use leadflow_lambda::run::ScheduledFunction;
-use leadflow_lambda::turns::{away_today, release_unused, take_turn};
+use leadflow_lambda::turns::{away_today, settle_turn, take_turn};
 use leadflow_lambda::wiring::Backend;
+use route::{route_lead, Routed};
 
 /// How a tick spends its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +85,10 @@ pub struct TickReport {
     pub skipped: usize,
     /// Leads that failed (a store outage): they stay due for the next tick.
     pub failed: usize,
+    /// Parked leads routed now.
+    pub routed: usize,
+    /// Parked leads that wait on (tried, and parked again).
+    pub still_waiting: usize,
     /// The time budget ran out: the next tick goes on.
     pub left_for_next_tick: bool,
 }
@@ -87,12 +97,19 @@ impl std::fmt::Display for TickReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} due, {} steps taken, {} stopped, {} skipped, {} failed{}",
-            self.due,
-            self.steps,
-            self.stopped,
-            self.skipped,
-            self.failed,
+            "{} due, {} steps taken, {} stopped, {} skipped, {} failed",
+            self.due, self.steps, self.stopped, self.skipped, self.failed,
+        )?;
+        if self.routed + self.still_waiting > 0 {
+            write!(
+                f,
+                "; parked leads: {} routed, {} still waiting",
+                self.routed, self.still_waiting
+            )?;
+        }
+        write!(
+            f,
+            "{}",
             if self.left_for_next_tick {
                 ", the rest left for the next tick"
             } else {
@@ -130,7 +147,14 @@ impl SlaTick<DynamoStore, EventBridgePublisher> {
 
 impl<S, P> ScheduledFunction for SlaTick<S, P>
 where
-    S: LeadStore + ScoreStore + Outbox + ConfigStore + RoutingState + Availability + SlaDueIndex,
+    S: LeadStore
+        + ScoreStore
+        + Outbox
+        + ConfigStore
+        + RoutingState
+        + Availability
+        + SlaDueIndex
+        + RoutingWaits,
     P: EventPublisher,
 {
     async fn tick(&self, event: EventBridgeEvent<serde_json::Value>) -> Result<String, String> {
@@ -146,7 +170,14 @@ where
 
 impl<S, P> SlaTick<S, P>
 where
-    S: LeadStore + ScoreStore + Outbox + ConfigStore + RoutingState + Availability + SlaDueIndex,
+    S: LeadStore
+        + ScoreStore
+        + Outbox
+        + ConfigStore
+        + RoutingState
+        + Availability
+        + SlaDueIndex
+        + RoutingWaits,
     P: EventPublisher,
 {
     pub fn new(store: S, publisher: P, config: ActiveConfig<S>, settings: TickSettings) -> Self {
@@ -162,16 +193,30 @@ where
     pub async fn run_at(&self, now: DateTime<Utc>) -> Result<TickReport, StoreError> {
         let started = Instant::now();
         let mut report = TickReport::default();
-        let loaded = match self.config.get().await {
+        let in_budget = || started.elapsed() < self.settings.budget;
+        let loaded = self.config.get().await;
+        // Parked leads first: they have waited longest. Without a usable configuration they
+        // are parked again; when the store cannot say (an outage), they stay due.
+        match &loaded {
+            Ok(l) => {
+                self.route_parked(now, Some(l), &mut report, &in_budget)
+                    .await?
+            }
+            Err(ActiveConfigError::NoneActive | ActiveConfigError::Invalid { .. }) => {
+                self.route_parked(now, None, &mut report, &in_budget)
+                    .await?
+            }
+            Err(ActiveConfigError::Store(_)) => {}
+        }
+        let loaded = match loaded {
             Ok(l) => l,
             Err(e) => {
                 // No configuration, no ladders: nothing can be due.
                 tracing::warn!(error = %e, "no usable configuration; no SLA step taken");
-                return Ok(report);
+                return Ok(self.reported(report, now));
             }
         };
         let away = away_today(&self.store, now).await?;
-        let in_budget = || started.elapsed() < self.settings.budget;
         // One page of each shard in turn, so a shard with many due leads cannot starve the
         // others when the budget runs out. `None`: the shard has no more pages this tick.
         let mut cursors: Vec<Option<Option<String>>> = vec![Some(None); SLA_SHARDS as usize];
@@ -215,6 +260,79 @@ where
             }
         }
         Ok(self.reported(report, now))
+    }
+
+    /// Tries again every parked lead whose wait is due by `now`, within the budget.
+    async fn route_parked(
+        &self,
+        now: DateTime<Utc>,
+        loaded: Option<&LoadedConfig>,
+        report: &mut TickReport,
+        in_budget: &impl Fn() -> bool,
+    ) -> Result<(), StoreError> {
+        let mut cursor: Option<String> = None;
+        loop {
+            if !in_budget() {
+                report.left_for_next_tick = true;
+                return Ok(());
+            }
+            let (page, next) = self
+                .store
+                .waits_due(now, self.settings.page, cursor.as_deref())
+                .await?;
+            let results: Vec<_> = stream::iter(page)
+                // Parked again for later since the index was read.
+                .filter(|w| std::future::ready(w.until <= now))
+                .take_while(|_| std::future::ready(in_budget()))
+                .map(|w| self.try_parked(w, now, loaded))
+                .buffer_unordered(self.settings.concurrency)
+                .collect()
+                .await;
+            for r in results {
+                match r {
+                    Ok(Routed::Assigned) => report.routed += 1,
+                    Ok(Routed::Waits(_)) => report.still_waiting += 1,
+                    Ok(Routed::NotAwaiting) => report.skipped += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a parked lead failed; it stays due");
+                        report.failed += 1;
+                    }
+                }
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// One parked lead: routed (its wait ended), parked again, or its wait ended when the lead
+    /// no longer waits. The wait is ended only after the lead is routed, so a failure leaves it
+    /// due for the next tick.
+    async fn try_parked(
+        &self,
+        wait: RoutingWait,
+        now: DateTime<Utc>,
+        loaded: Option<&LoadedConfig>,
+    ) -> Result<Routed, String> {
+        let lead = self
+            .store
+            .get(wait.lead_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let routed = match lead {
+            Some(lead) => route_lead(&self.store, &self.publisher, loaded, lead, now)
+                .await
+                .map_err(|e| e.to_string())?,
+            None => Routed::NotAwaiting,
+        };
+        if !matches!(routed, Routed::Waits(_)) {
+            self.store
+                .end_wait(&wait)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(routed)
     }
 
     fn reported(&self, report: TickReport, now: DateTime<Utc>) -> TickReport {
@@ -308,14 +426,8 @@ where
             )
         })
         .await;
-        let got_it = taken
-            .as_ref()
-            .ok()
-            .and_then(|u| u.stored.as_ref())
-            .and_then(|l| l.assignment.as_ref())
-            .filter(|a| matches!(a.assigned_to, AssignedTo::Owner { .. }))
-            .map_or(String::new(), |a| a.assignee_id().to_owned());
-        release_unused(&self.store, picked, &got_it, now).await?;
+        // The slot taken for the next owner is given back unless the step gave them the lead.
+        settle_turn(&self.store, picked, &taken, now).await?;
         let taken = taken?;
         if matches!(taken.outcome, Worked::Step) {
             tracing::info!(lead_id = %id, step, action = ?action, "SLA step taken");

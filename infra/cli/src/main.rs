@@ -6,8 +6,10 @@
 //! file as the next immutable version and makes it active; `show` prints the active (or a
 //! given) version.
 //!
-//! `leadflow crm replay [--max N] [--dry-run]` moves the deliveries parked on the CRM webhook's
-//! dead-letter queue back to its queue (see `replay.rs` for how it finds the queues).
+//! `leadflow dlq replay <queue> [--max N] [--dry-run]` moves the messages parked on the
+//! dead-letter queue of `<queue>` (score-event, qualify, route, crm-webhook) back to that queue;
+//! `leadflow crm replay` is the same for crm-webhook (see `replay.rs` for how it finds the
+//! queues).
 //!
 //! The table is `--table`, else `TABLE_NAME`, else the one `cargo dev` is running (it writes
 //! `.local/dev-stack.json`). The endpoint is `--endpoint-url`, else `AWS_ENDPOINT_URL`, else
@@ -22,6 +24,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_domain::config::{LeadflowConfig, StoredConfig};
+use leadflow_domain::endpoint::EndpointMode;
 use leadflow_domain::ports::ConfigStore;
 
 #[derive(Parser)]
@@ -53,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         action: CrmAction,
     },
+    /// The dead-letter queues: what failed for good, and its replay.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// The SLA ladders: run a tick at a chosen time, list what is due.
     Sla {
         #[command(subcommand)]
@@ -67,6 +75,13 @@ enum CrmAction {
 }
 
 #[derive(Subcommand)]
+enum DlqAction {
+    /// Moves the messages parked on a queue's dead-letter queue back to the queue (its
+    /// function handles each again; every handler is idempotent).
+    Replay(replay::DlqReplayArgs),
+}
+
+#[derive(Subcommand)]
 enum ConfigAction {
     /// Validates a configuration file.
     Check {
@@ -76,6 +91,10 @@ enum ConfigAction {
         /// table records, else the template's default).
         #[arg(long)]
         crm_secret_prefix: Option<String>,
+        /// Check for the local stack: CRM endpoints may be http and on this machine (implied
+        /// when the CLI talks to an emulator: `--endpoint-url`, `AWS_ENDPOINT_URL`, `cargo dev`).
+        #[arg(long)]
+        local: bool,
     },
     /// Validates a file, stores it as the next version and makes it active.
     Push {
@@ -87,6 +106,9 @@ enum ConfigAction {
         /// As for `check` (default: the one the stack's table records).
         #[arg(long)]
         crm_secret_prefix: Option<String>,
+        /// As for `check`.
+        #[arg(long)]
+        local: bool,
     },
     /// Prints the active version (or `--version N`).
     Show {
@@ -252,6 +274,53 @@ fn check_secrets(config: &LeadflowConfig, prefix: &SecretPrefix) -> Result<(), S
     ))
 }
 
+/// Where the configuration will run: local mode with `--local` or when the CLI talks to an
+/// emulator (an endpoint URL, or the dev stack's), else a deployment on AWS. Said with why.
+fn endpoint_mode(local: bool, cli: &Cli) -> (EndpointMode, String) {
+    if local {
+        return (EndpointMode::Local, "--local".into());
+    }
+    let explicit = cli.endpoint_url.clone().or_else(|| {
+        std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .filter(|e| !e.is_empty())
+    });
+    let dev = cli.table.is_none()
+        && std::env::var("TABLE_NAME").map_or(true, |t| t.is_empty())
+        && dev_stack().is_some();
+    match explicit {
+        Some(e) => (EndpointMode::Local, format!("the emulator at {e}")),
+        None if dev => (EndpointMode::Local, "the `cargo dev` stack".into()),
+        None => (
+            EndpointMode::Public,
+            "a deployment on AWS (pass --local for the local stack)".into(),
+        ),
+    }
+}
+
+/// Refuses a configuration with CRM endpoints that crm-webhook would refuse to send to in
+/// `mode`, naming where each is configured.
+fn check_endpoints(
+    config: &LeadflowConfig,
+    (mode, from): &(EndpointMode, String),
+) -> Result<(), String> {
+    let refused = config.refused_endpoints(*mode);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = refused
+        .iter()
+        .map(|(at, e)| format!("  {at}: {e}"))
+        .collect();
+    Err(format!(
+        "these endpoints may not be sent to (checked for {from}):\n{}\n\
+         Outside local mode a CRM endpoint must be https on a public host: private, loopback \
+         and link-local addresses and local host names are refused here and again by \
+         crm-webhook after resolving the name.",
+        lines.join("\n")
+    ))
+}
+
 fn describe(stored: &StoredConfig) -> String {
     format!(
         "version {} (pushed {}{})",
@@ -271,9 +340,17 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Crm {
             action: CrmAction::Replay(args),
         } => {
-            return replay::run(&cli, args)
+            return replay::run(&cli, &replay::CRM_WEBHOOK, args)
                 .await
                 .map_err(|e| format!("crm replay: {e}"))
+        }
+        Command::Dlq {
+            action: DlqAction::Replay(args),
+        } => {
+            let queue = replay::dead_letter_queue(&args.queue)?;
+            return replay::run(&cli, &queue, &args.replay)
+                .await
+                .map_err(|e| format!("dlq replay {}: {e}", queue.name));
         }
         Command::Sla { action } => return sla::run(&cli, action).await,
     };
@@ -281,8 +358,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         ConfigAction::Check {
             file,
             crm_secret_prefix,
+            local,
         } => {
             let (_, config) = read_checked(file)?;
+            check_endpoints(&config, &endpoint_mode(*local, &cli))
+                .map_err(|e| format!("{}: {e}", file.display()))?;
             // A stack is asked only when one is named (or `cargo dev` runs): a check works
             // offline too.
             let store = store(&cli).await;
@@ -298,8 +378,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             file,
             note,
             crm_secret_prefix,
+            local,
         } => {
             let (yaml, config) = read_checked(file)?;
+            check_endpoints(&config, &endpoint_mode(*local, &cli))
+                .map_err(|e| format!("{}: {e}", file.display()))?;
             let store = store(&cli).await?;
             let prefix = secret_prefix(crm_secret_prefix.as_deref(), Ok(&store)).await;
             check_secrets(&config, &prefix).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -366,8 +449,34 @@ mod tests {
             Command::Crm {
                 action: CrmAction::Replay(args),
             } => Ok(args),
-            Command::Config { .. } | Command::Sla { .. } => panic!("parsed as something else"),
+            _ => panic!("parsed as something else"),
         }
+    }
+
+    #[test]
+    fn dlq_replay_names_the_queue_and_takes_the_replay_flags() {
+        let parse = |argv: &[&str]| match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Dlq {
+                action: DlqAction::Replay(args),
+            }) => Ok(args),
+            Ok(_) => panic!("parsed as something else"),
+            Err(e) => Err(e),
+        };
+        let args = parse(&["leadflow", "dlq", "replay", "route", "--max", "5"]).unwrap();
+        assert_eq!(args.queue, "route");
+        assert_eq!(args.replay.max, Some(5));
+        for name in ["score-event", "qualify", "crm-webhook", "RouteDLQ"] {
+            assert!(
+                parse(&["leadflow", "dlq", "replay", name]).is_ok(),
+                "{name}"
+            );
+        }
+        let err = parse(&["leadflow", "dlq", "replay", "outbox"]).unwrap_err();
+        assert!(err.to_string().contains("one of: score-event"), "{err}");
+        assert!(
+            parse(&["leadflow", "dlq", "replay"]).is_err(),
+            "the queue is required"
+        );
     }
 
     #[test]
@@ -414,6 +523,32 @@ mod tests {
         );
         let args = replay_args(&["leadflow", "crm", "replay", "--stack", "leadflow-prod"]).unwrap();
         assert_eq!(args.stack.as_deref(), Some("leadflow-prod"));
+    }
+
+    #[test]
+    fn endpoints_on_this_machine_are_refused_for_a_deployment_and_named() {
+        let yaml = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/leadflow.yaml"),
+        )
+        .unwrap();
+        let config = LeadflowConfig::parse(&yaml).unwrap();
+        let deployed = (EndpointMode::Public, "a deployment".to_owned());
+        let err = check_endpoints(&config, &deployed).unwrap_err();
+        assert!(
+            err.contains("routing.crm.endpoint: names a loopback address (127.0.0.1)"),
+            "{err}"
+        );
+        assert!(check_endpoints(&config, &(EndpointMode::Local, "--local".into())).is_ok());
+        let cli = Cli::try_parse_from([
+            "leadflow",
+            "--endpoint-url",
+            "http://127.0.0.1:4566",
+            "config",
+            "check",
+        ])
+        .unwrap();
+        assert_eq!(endpoint_mode(false, &cli).0, EndpointMode::Local);
+        assert_eq!(endpoint_mode(true, &cli).0, EndpointMode::Local);
     }
 
     #[test]

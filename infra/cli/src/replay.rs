@@ -1,12 +1,15 @@
-//! `leadflow crm replay`: moves the deliveries parked on the CRM webhook's dead-letter queue
-//! (`CrmWebhookDLQ`) back to its queue (`CrmWebhookQueue`), where `crm-webhook` picks them up
-//! again. Safe to repeat: a message leaves the DLQ only after it is on the queue, and the
-//! consumer is idempotent (it reuses the delivery's webhook id).
+//! `leadflow dlq replay <queue>` (and `leadflow crm replay`, the same for `crm-webhook`): moves
+//! the messages parked on a queue's dead-letter queue back to the queue, where its function
+//! picks them up again. Every DLQ of template.yaml has an entry in [`DEAD_LETTER_QUEUES`] (a
+//! test keeps the two in step). Safe to repeat: a message leaves the DLQ only after it is on
+//! the queue, and every consumer is idempotent (score-event by event id, qualify and route by
+//! the lead's version and state, crm-webhook by the delivery's webhook id).
 //!
-//! The queues are `--queue-url` / `--dlq-url`, else `CRM_WEBHOOK_QUEUE_URL` /
-//! `CRM_WEBHOOK_DLQ_URL`, else found by name in the stack `--stack` (CloudFormation names them
-//! `<stack>-<LogicalId>-<suffix>`), else those `cargo dev` wrote under `queues` in
-//! `.local/dev-stack.json` (found by name in its stack when an older file has no such entry).
+//! The queues are `--queue-url` / `--dlq-url`, else `<QUEUE>_QUEUE_URL` / `<QUEUE>_DLQ_URL`
+//! (`ROUTE_QUEUE_URL`, `CRM_WEBHOOK_DLQ_URL`, ...), else found by name in the stack `--stack`
+//! (CloudFormation names them `<stack>-<LogicalId>-<suffix>`), else those `cargo dev` wrote
+//! under `queues` in `.local/dev-stack.json` (found by name in its stack when the file has no
+//! such entry).
 
 use std::collections::BTreeMap;
 
@@ -15,24 +18,104 @@ use leadflow_aws::sqs::{peek, redrive};
 
 use crate::{dev_stack, sdk_config, Cli, DevStack};
 
-/// The template's logical ids of the CRM webhook's queue and its DLQ.
-const QUEUE: &str = "CrmWebhookQueue";
-const DLQ: &str = "CrmWebhookDLQ";
+/// A queue with a dead-letter queue, as template.yaml declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterQueue {
+    /// The name on the command line: the consuming function's.
+    pub name: &'static str,
+    /// Logical ids of the queue and its DLQ.
+    pub queue: &'static str,
+    pub dlq: &'static str,
+    /// What one message is, in the summaries (singular, plural).
+    noun: (&'static str, &'static str),
+    /// How the summaries name the queue.
+    label: &'static str,
+}
+
+impl DeadLetterQueue {
+    /// `ROUTE`, `CRM_WEBHOOK`: the prefix of its environment variables.
+    fn env_prefix(&self) -> String {
+        self.name.to_uppercase().replace('-', "_")
+    }
+}
+
+/// Every queue of the template with a DLQ.
+pub const DEAD_LETTER_QUEUES: [DeadLetterQueue; 4] = [
+    DeadLetterQueue {
+        name: "score-event",
+        queue: "ScoreEventQueue",
+        dlq: "ScoreEventDLQ",
+        noun: ("event", "events"),
+        label: "score-event",
+    },
+    DeadLetterQueue {
+        name: "qualify",
+        queue: "QualifyQueue",
+        dlq: "QualifyDLQ",
+        noun: ("event", "events"),
+        label: "qualify",
+    },
+    DeadLetterQueue {
+        name: "route",
+        queue: "RouteQueue",
+        dlq: "RouteDLQ",
+        noun: ("event", "events"),
+        label: "route",
+    },
+    DeadLetterQueue {
+        name: "crm-webhook",
+        queue: "CrmWebhookQueue",
+        dlq: "CrmWebhookDLQ",
+        noun: ("delivery", "deliveries"),
+        label: "CRM webhook",
+    },
+];
+
+/// The queue called `name` (`route`, `crm-webhook`, or a logical id such as `RouteDLQ`).
+pub fn dead_letter_queue(name: &str) -> Result<DeadLetterQueue, String> {
+    DEAD_LETTER_QUEUES
+        .iter()
+        .find(|q| q.name == name || q.queue == name || q.dlq == name)
+        .copied()
+        .ok_or_else(|| {
+            let names: Vec<_> = DEAD_LETTER_QUEUES.iter().map(|q| q.name).collect();
+            format!(
+                "no queue {name:?} has a dead-letter queue; one of: {}",
+                names.join(", ")
+            )
+        })
+}
+
+/// The CRM webhook's queue (`crm replay`).
+pub const CRM_WEBHOOK: DeadLetterQueue = DEAD_LETTER_QUEUES[3];
+
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct DlqReplayArgs {
+    /// Whose dead letters: score-event, qualify, route or crm-webhook.
+    #[arg(value_name = "QUEUE", value_parser = dead_letter_queue_name)]
+    pub queue: String,
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+}
+
+fn dead_letter_queue_name(name: &str) -> Result<String, String> {
+    dead_letter_queue(name).map(|q| q.name.to_owned())
+}
 
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct ReplayArgs {
-    /// Moves at most N deliveries (default: every one on the DLQ).
+    /// Moves at most N messages (default: every one on the DLQ).
     #[arg(long, value_name = "N")]
     pub max: Option<usize>,
-    /// Counts the deliveries on the DLQ and why they were given up, without moving any.
+    /// Counts the messages on the DLQ and why they were given up, without moving any.
     #[arg(long)]
     pub dry_run: bool,
-    /// URL of the CRM webhook queue (stack output CrmWebhookQueueUrl; default:
+    /// URL of the queue (stack output <Queue>Url; default: <QUEUE>_QUEUE_URL such as
     /// CRM_WEBHOOK_QUEUE_URL, or found in the stack).
     #[arg(long, value_name = "URL")]
     pub queue_url: Option<String>,
-    /// URL of its dead-letter queue (stack output CrmWebhookDLQUrl; default: CRM_WEBHOOK_DLQ_URL,
-    /// or found in the stack).
+    /// URL of its dead-letter queue (stack output <Queue>DLQUrl; default: <QUEUE>_DLQ_URL such
+    /// as ROUTE_DLQ_URL, or found in the stack).
     #[arg(long, value_name = "URL")]
     pub dlq_url: Option<String>,
     /// The stack whose queues to use, found by name (default: the one `cargo dev` is running).
@@ -70,11 +153,11 @@ async fn find_queue_url(client: &Client, stack: &str, logical_id: &str) -> Resul
     }
 }
 
-fn deliveries(n: usize) -> String {
+fn messages(q: &DeadLetterQueue, n: usize) -> String {
     if n == 1 {
-        "1 delivery".to_owned()
+        format!("1 {}", q.noun.0)
     } else {
-        format!("{n} deliveries")
+        format!("{n} {}", q.noun.1)
     }
 }
 
@@ -90,33 +173,46 @@ fn reasons_text(reasons: &BTreeMap<String, usize>) -> String {
 }
 
 /// What a replay (or a dry run) prints.
-fn summary(dry_run: bool, count: usize, reasons: &BTreeMap<String, usize>) -> String {
+fn summary(
+    q: &DeadLetterQueue,
+    dry_run: bool,
+    count: usize,
+    reasons: &BTreeMap<String, usize>,
+) -> String {
     if count == 0 {
-        return "the CRM webhook DLQ is empty: nothing to replay".to_owned();
+        return format!("the {} DLQ is empty: nothing to replay", q.label);
     }
     format!(
-        "{} {} back to the CRM webhook queue (reasons: {})",
+        "{} {} back to the {} queue (reasons: {})",
         if dry_run { "would move" } else { "moved" },
-        deliveries(count),
+        messages(q, count),
+        q.label,
         reasons_text(reasons)
     )
 }
 
-pub async fn run(cli: &Cli, args: &ReplayArgs) -> Result<(), String> {
+pub async fn run(cli: &Cli, q: &DeadLetterQueue, args: &ReplayArgs) -> Result<(), String> {
+    let prefix = q.env_prefix();
     let queue_url = args
         .queue_url
         .clone()
-        .or_else(|| env("CRM_WEBHOOK_QUEUE_URL"));
-    let dlq_url = args.dlq_url.clone().or_else(|| env("CRM_WEBHOOK_DLQ_URL"));
+        .or_else(|| env(&format!("{prefix}_QUEUE_URL")));
+    let dlq_url = args
+        .dlq_url
+        .clone()
+        .or_else(|| env(&format!("{prefix}_DLQ_URL")));
     // A dry run reads only the DLQ.
     let complete = dlq_url.is_some() && (args.dry_run || queue_url.is_some());
     let dev: Option<DevStack> = if complete || args.stack.is_some() {
         None
     } else {
-        Some(dev_stack().ok_or(
-            "no queues: pass --queue-url and --dlq-url (stack outputs CrmWebhookQueueUrl and \
-             CrmWebhookDLQUrl), or --stack NAME, or run `cargo dev` in this workspace",
-        )?)
+        Some(dev_stack().ok_or_else(|| {
+            format!(
+                "no queues: pass --queue-url and --dlq-url (stack outputs {}Url and {}Url), or \
+                 --stack NAME, or run `cargo dev` in this workspace",
+                q.queue, q.dlq
+            )
+        })?)
     };
     let stack = args
         .stack
@@ -150,13 +246,13 @@ pub async fn run(cli: &Cli, args: &ReplayArgs) -> Result<(), String> {
     };
     let dlq_url = match dlq_url {
         Some(url) => url,
-        None => find(DLQ).await.map_err(hint)?,
+        None => find(q.dlq).await.map_err(hint)?,
     };
     if args.dry_run {
         let report = peek(&client, &dlq_url, args.max)
             .await
             .map_err(|e| hint(format!("cannot read the DLQ {dlq_url}: {}", e.0)))?;
-        let mut line = summary(true, report.messages, &report.reasons);
+        let mut line = summary(q, true, report.messages, &report.reasons);
         if args.max.is_some_and(|m| m > 0 && report.messages == m) {
             line.push_str(" (--max reached; more may be waiting)");
         }
@@ -165,7 +261,7 @@ pub async fn run(cli: &Cli, args: &ReplayArgs) -> Result<(), String> {
     }
     let queue_url = match queue_url {
         Some(url) => url,
-        None => find(QUEUE).await.map_err(hint)?,
+        None => find(q.queue).await.map_err(hint)?,
     };
     if queue_url == dlq_url {
         return Err(format!(
@@ -175,7 +271,7 @@ pub async fn run(cli: &Cli, args: &ReplayArgs) -> Result<(), String> {
     let report = redrive(&client, &dlq_url, &queue_url, args.max)
         .await
         .map_err(|e| hint(format!("replay from {dlq_url} to {queue_url}: {}", e.0)))?;
-    let mut line = summary(false, report.moved, &report.reasons);
+    let mut line = summary(q, false, report.moved, &report.reasons);
     if report.returned == 0 && args.max.is_some_and(|m| m > 0 && report.moved == m) {
         line.push_str(" (--max reached; more may be waiting)");
     }
@@ -183,8 +279,8 @@ pub async fn run(cli: &Cli, args: &ReplayArgs) -> Result<(), String> {
     if report.returned > 0 {
         println!(
             "left {} on the DLQ: moved earlier in this run, it failed again (or is a duplicate); \
-             replay again once the CRM accepts deliveries",
-            deliveries(report.returned)
+             replay again once the cause is fixed",
+            messages(q, report.returned)
         );
     }
     Ok(())
@@ -202,8 +298,8 @@ mod tests {
                 "queues": {"CrmWebhookQueue": "http://q/1", "CrmWebhookDLQ": null}}"#,
         )
         .unwrap();
-        assert_eq!(dev.queues[QUEUE].as_deref(), Some("http://q/1"));
-        assert_eq!(dev.queues[DLQ], None);
+        assert_eq!(dev.queues[CRM_WEBHOOK.queue].as_deref(), Some("http://q/1"));
+        assert_eq!(dev.queues[CRM_WEBHOOK.dlq], None);
         // A file from before `queues` still reads.
         let old: DevStack = serde_json::from_str(
             r#"{"endpoint": "e", "region": "r", "table": "t", "stack_name": "s"}"#,
@@ -218,18 +314,66 @@ mod tests {
             ("CRM answered 503".to_owned(), 2),
             ("no reason given".to_owned(), 1),
         ]);
+        let crm = &CRM_WEBHOOK;
         assert_eq!(
-            summary(false, 3, &reasons),
+            summary(crm, false, 3, &reasons),
             "moved 3 deliveries back to the CRM webhook queue \
              (reasons: 2 × CRM answered 503; 1 × no reason given)"
         );
         assert_eq!(
-            summary(true, 1, &BTreeMap::from([("x".to_owned(), 1)])),
+            summary(crm, true, 1, &BTreeMap::from([("x".to_owned(), 1)])),
             "would move 1 delivery back to the CRM webhook queue (reasons: 1 × x)"
         );
         assert_eq!(
-            summary(false, 0, &BTreeMap::new()),
+            summary(crm, false, 0, &BTreeMap::new()),
             "the CRM webhook DLQ is empty: nothing to replay"
         );
+        let route = dead_letter_queue("route").unwrap();
+        assert_eq!(
+            summary(
+                &route,
+                false,
+                2,
+                &BTreeMap::from([("no reason given".to_owned(), 2)])
+            ),
+            "moved 2 events back to the route queue (reasons: 2 × no reason given)"
+        );
+        assert_eq!(route.env_prefix(), "ROUTE");
+        assert_eq!(CRM_WEBHOOK.env_prefix(), "CRM_WEBHOOK");
+        assert_eq!(dead_letter_queue("RouteDLQ").unwrap(), route);
+        let err = dead_letter_queue("outbox").unwrap_err();
+        assert!(
+            err.contains("score-event, qualify, route, crm-webhook"),
+            "{err}"
+        );
+    }
+
+    /// Every queue of template.yaml with a redrive policy can be replayed, into that queue.
+    #[test]
+    fn every_dlq_of_the_template_can_be_replayed() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+        let template = std::fs::read_to_string(path).unwrap();
+        let mut redriven = Vec::new();
+        let mut queue: Option<&str> = None;
+        for line in template.lines() {
+            if let Some(id) = line
+                .strip_prefix("  ")
+                .filter(|l| !l.starts_with(' '))
+                .and_then(|l| l.strip_suffix(':'))
+            {
+                queue = Some(id);
+            }
+            if let Some(dlq) = line.trim().strip_prefix("deadLetterTargetArn: !GetAtt ") {
+                let dlq = dlq.trim_end_matches(".Arn");
+                redriven.push((queue.unwrap().to_owned(), dlq.to_owned()));
+            }
+        }
+        assert!(redriven.len() >= 4, "{redriven:?}");
+        for (queue, dlq) in &redriven {
+            let q = dead_letter_queue(dlq)
+                .unwrap_or_else(|e| panic!("{dlq} (of {queue}) cannot be replayed: {e}"));
+            assert_eq!((q.queue, q.dlq), (queue.as_str(), dlq.as_str()));
+        }
+        assert_eq!(redriven.len(), DEAD_LETTER_QUEUES.len(), "{redriven:?}");
     }
 }

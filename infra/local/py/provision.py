@@ -6,24 +6,28 @@
 template.yaml is the only list of resources. It is translated from SAM to CloudFormation with
 aws-sam-translator (function code points at a dummy zip uploaded to the emulator's S3), resource
 types the emulator's CloudFormation cannot create are dropped (together with whatever refers to
-them), and the stack is created on the emulator. The translation is cached under
+them), Secrets Manager secrets are created directly with generated values (references become
+their ARNs), and the stack is created on the emulator. The translation is cached under
 $LEADFLOW_CACHE_DIR (default: .local/cache at the repository root), keyed by a hash of
 template.yaml, the parameters and this script, so later runs skip the YAML parsing and translation.
 
-Prints one JSON manifest on stdout: physical ids, queue ARNs and, for every function, its binary,
-the environment the emulator resolved, its HTTP routes, queue event sources and schedules.
+Prints one JSON manifest on stdout: physical ids, queue ARNs, the HTTP API's throttles and, for
+every function, its binary, the environment the emulator resolved, its HTTP routes, queue event
+sources and schedules.
 Logs go to stderr. Exit status 1 on any failure, with the stack events when creation failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import io
 import json
 import logging
 import os
 import re
+import secrets as pysecrets
 import sys
 import tempfile
 import time
@@ -44,6 +48,15 @@ CACHE_FORMAT = "provision-v2"
 # creating anything and leaves references to them unresolved. The HTTP API is served by the Rust
 # local runner; queue policies are not enforced by moto. Matched as prefixes.
 UNSUPPORTED_TYPE_PREFIXES = ("AWS::ApiGatewayV2::", "AWS::SQS::QueuePolicy")
+
+# Secrets Manager secrets, which moto's CloudFormation does not create either: each is created on
+# the emulator's Secrets Manager with a generated value (as GenerateSecretString would) before the
+# stack, and references to it are replaced by its ARN, so functions read it as they do in AWS.
+EMULATED_SECRET_TYPE = "AWS::SecretsManager::Secret"
+
+# API Gateway's default account-level throttle quota per region: the limit of a route whose
+# API sets none.
+ACCOUNT_THROTTLE = {"rate_limit": 10000.0, "burst_limit": 5000}
 
 # Hidden outputs added to the translated template, so that the emulator itself resolves what its
 # ListStackResources leaves out: queue ARNs, and the name of the bus (moto gives the bus no physical id).
@@ -177,6 +190,51 @@ def sam_function_facts(sam: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
+def parameter_values(sam: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+    """Each template parameter's value as provisioned: its --param override, else its Default."""
+    values = {name: spec.get("Default") for name, spec in (sam.get("Parameters") or {}).items()}
+    values.update(params)
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def http_api_throttle(sam: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+    """The HTTP API's throttles (DefaultRouteSettings, RouteSettings by route key such as
+    "POST /events"), parameters resolved: the local runner enforces them as API Gateway does.
+
+    A route setting that names only one limit takes the other from the default ones; a limit set
+    nowhere is the account's quota, which is all API Gateway applies then."""
+    apis = [r for r in sam.get("Resources", {}).values() if r.get("Type") == "AWS::Serverless::HttpApi"]
+    if len(apis) > 1:
+        raise ProvisionError("the local stack serves one HTTP API; template.yaml declares several")
+    props = {
+        **((sam.get("Globals") or {}).get("HttpApi") or {}),
+        **((apis[0].get("Properties") or {}) if apis else {}),
+    }
+    values = parameter_values(sam, params)
+
+    def limits(settings: Any, where: str) -> dict[str, Any]:
+        settings = replace_refs(settings or {}, values)
+        out: dict[str, Any] = {}
+        for key, name, kind in (
+            ("ThrottlingRateLimit", "rate_limit", float),
+            ("ThrottlingBurstLimit", "burst_limit", int),
+        ):
+            if key not in settings:
+                continue
+            try:
+                out[name] = kind(settings[key])
+            except (TypeError, ValueError):
+                raise ProvisionError(f"HttpApi {where} {key} is not a number as provisioned: {settings[key]!r}") from None
+        return out
+
+    default = {**ACCOUNT_THROTTLE, **limits(props.get("DefaultRouteSettings"), "DefaultRouteSettings")}
+    routes = {
+        route_key: {**default, **limits(settings, f"RouteSettings {route_key!r}")}
+        for route_key, settings in (props.get("RouteSettings") or {}).items()
+    }
+    return {"default": default, "routes": routes}
+
+
 def translate(sam: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
     from samtranslator.translator.transform import transform
 
@@ -278,6 +336,7 @@ def prepared_template(template_path: Path, params: dict[str, str], region: str, 
     if unknown:
         raise ProvisionError(f"unknown template parameter(s): {', '.join(unknown)}")
     facts = sam_function_facts(sam)
+    throttle = http_api_throttle(sam, params)
     cfn = translate(sam, params)
     dropped = prune_unsupported(cfn)
     add_resolution_outputs(cfn)
@@ -285,6 +344,7 @@ def prepared_template(template_path: Path, params: dict[str, str], region: str, 
         "format": CACHE_FORMAT,
         "template": cfn,
         "functions": facts,
+        "http_throttle": throttle,
         "dropped": dropped,
         "parameters": sorted(cfn.get("Parameters", {})),
     }
@@ -357,13 +417,54 @@ def stack_events_text(aws: Emulator, stack_name: str) -> str:
     return "\n".join(lines) or "  (no events)"
 
 
-def create_stack(aws: Emulator, args: argparse.Namespace, prepared: dict[str, Any]) -> dict[str, Any]:
+def replace_refs(node: Any, values: dict[str, str]) -> Any:
+    """node with every {"Ref": id} of an id in values replaced by its value."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"} and node["Ref"] in values:
+            return values[node["Ref"]]
+        return {key: replace_refs(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [replace_refs(item, values) for item in node]
+    return node
+
+
+def emulate_secrets(aws: Emulator, stack_name: str, template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Creates the template's secrets on the emulator (or finds those of a reused stack). Returns
+    the template without them, references replaced by ARNs, and {logical id: ARN}."""
+    resources = template["Resources"]
+    ids = [lid for lid, resource in resources.items() if resource.get("Type") == EMULATED_SECRET_TYPE]
+    if not ids:
+        return template, {}
+    sm = aws.client("secretsmanager")
+    arns: dict[str, str] = {}
+    for lid in ids:
+        generate = (resources[lid].get("Properties") or {}).get("GenerateSecretString") or {}
+        length = int(generate.get("PasswordLength", 32))
+        name = f"{stack_name}-{lid}"
+        try:
+            # Letters and digits only, as ExcludePunctuation asks.
+            value = "".join(pysecrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(length))
+            arns[lid] = sm.create_secret(Name=name, SecretString=value)["ARN"]
+        except Exception as exc:
+            if error_code(exc) != "ResourceExistsException":
+                raise
+            arns[lid] = sm.describe_secret(SecretId=name)["ARN"]
+    template = copy.deepcopy(template)
+    for lid in ids:
+        del template["Resources"][lid]
+    return replace_refs(template, arns), arns
+
+
+def create_stack(
+    aws: Emulator, args: argparse.Namespace, prepared: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    template, secret_arns = emulate_secrets(aws, args.stack_name, prepared["template"])
     cfn = aws.client("cloudformation")
     parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(args.params.items())]
     try:
         cfn.create_stack(
             StackName=args.stack_name,
-            TemplateBody=json.dumps(prepared["template"]),
+            TemplateBody=json.dumps(template),
             Parameters=parameters,
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
@@ -380,7 +481,7 @@ def create_stack(aws: Emulator, args: argparse.Namespace, prepared: dict[str, An
         stack = cfn.describe_stacks(StackName=args.stack_name)["Stacks"][0]
         status = stack["StackStatus"]
         if status == "CREATE_COMPLETE" or (args.reuse and status in ("UPDATE_COMPLETE",)):
-            return stack
+            return stack, secret_arns
         if not status.endswith("_IN_PROGRESS"):
             raise ProvisionError(
                 f"stack {args.stack_name} ended in {status}: {stack.get('StackStatusReason') or ''}\n"
@@ -511,6 +612,7 @@ def describe(
         "outputs": {k: v for k, v in sorted(outputs.items()) if not k.startswith(RESOLUTION_PREFIX)},
         "skipped_resources": prepared["dropped"],
         "functions": dict(sorted(functions.items())),
+        "http_throttle": prepared.get("http_throttle", {}),
     }
 
 
@@ -548,9 +650,10 @@ def main(argv: list[str] | None = None) -> int:
 
         aws = Emulator(args.endpoint, args.region)
         ensure_code_bundle(aws)
-        stack = create_stack(aws, args, prepared)
+        stack, secret_arns = create_stack(aws, args, prepared)
         log.info("stack %s is %s after %.2fs", args.stack_name, stack["StackStatus"], time.monotonic() - started)
         manifest = describe(aws, args, prepared, stack)
+        manifest["resources"] = dict(sorted({**manifest["resources"], **secret_arns}.items()))
     except ProvisionError as exc:
         log.error("%s", exc)
         return 1

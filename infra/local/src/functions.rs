@@ -24,6 +24,10 @@ use sla_tick::SlaTick;
 
 use crate::manifest::{FunctionSpec, Manifest};
 
+/// The variable that marks a function as running on the local stack (see
+/// `crm_webhook::deliver::endpoint_mode`).
+pub const LOCAL_MODE_VAR: &str = "LEADFLOW_LOCAL";
+
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub type HttpHandler = Arc<dyn Fn(Request) -> BoxFuture<Response<Body>> + Send + Sync>;
 pub type SqsHandler = Arc<dyn Fn(SqsEvent) -> BoxFuture<SqsBatchResponse> + Send + Sync>;
@@ -89,7 +93,12 @@ pub fn build(
     let aws = Clients::new(sdk.clone());
     let mut out = BTreeMap::new();
     for (logical_id, spec) in &manifest.functions {
-        let env = Env::from_map(spec.environment.clone().into_iter().collect());
+        let mut vars: BTreeMap<String, String> = spec.environment.clone().into_iter().collect();
+        // Local mode (crm-webhook sends to a CRM receiver on this machine over http), unless
+        // the stack runs as deployed (`LocalStack::run_as_deployed`). The template never sets it.
+        vars.entry(LOCAL_MODE_VAR.to_owned())
+            .or_insert_with(|| "true".to_owned());
+        let env = Env::from_map(vars);
         let failed = |e: ConfigError| match e {
             ConfigError::Missing(name) => BuildError::MissingEnv {
                 function: logical_id.clone(),

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod emulator;
+pub mod env_files;
 pub mod functions;
 pub mod http;
 pub mod manifest;

@@ -19,6 +19,33 @@ pub struct Manifest {
     #[serde(default)]
     pub queue_arns: BTreeMap<String, String>,
     pub functions: BTreeMap<String, FunctionSpec>,
+    /// The HTTP API's throttles, parameters resolved (none in a manifest that names none).
+    #[serde(default)]
+    pub http_throttle: HttpThrottle,
+}
+
+/// API Gateway's throttle of one route: a token bucket of `burst_limit` tokens, refilled at
+/// `rate_limit` tokens a second (`ThrottlingRateLimit` / `ThrottlingBurstLimit`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct Throttle {
+    pub rate_limit: f64,
+    pub burst_limit: u32,
+}
+
+/// The HTTP API's `DefaultRouteSettings` and `RouteSettings` (by route key, `POST /events`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct HttpThrottle {
+    #[serde(default)]
+    pub default: Option<Throttle>,
+    #[serde(default)]
+    pub routes: BTreeMap<String, Throttle>,
+}
+
+impl HttpThrottle {
+    /// The throttle of a route: its own setting, else the API's default.
+    pub fn for_route(&self, route: &HttpRoute) -> Option<Throttle> {
+        self.routes.get(&route.key()).copied().or(self.default)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +83,13 @@ fn environment<'de, D: serde::Deserializer<'de>>(
 pub struct HttpRoute {
     pub method: String,
     pub path: String,
+}
+
+impl HttpRoute {
+    /// The route key API Gateway names the route by: `POST /events`.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

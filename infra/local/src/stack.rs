@@ -16,7 +16,18 @@ pub enum StackError {
     Provision(#[from] ProvisionError),
     #[error(transparent)]
     Build(#[from] functions::BuildError),
+    #[error("setting the CRM webhook signing secret on the emulator failed: {0}")]
+    Secret(String),
 }
+
+/// A local-only parameter: the value of the template's CRM webhook signing secret
+/// (`CrmWebhookSigningSecret`, which the emulator otherwise fills with a generated value), so
+/// that a CRM receiver on this machine and the tests know it. Not a template parameter: a
+/// deployment never passes the value through CloudFormation.
+pub const WEBHOOK_SECRET_PARAM: &str = "CrmWebhookSecret";
+
+/// The variable through which the functions find the signing secret (template.yaml).
+const WEBHOOK_SECRET_ARN_VAR: &str = "CRM_WEBHOOK_SECRET_ARN";
 
 pub struct LocalStack {
     pub manifest: Manifest,
@@ -34,6 +45,32 @@ pub struct LocalSchedule {
     pub handler: ScheduleHandler,
 }
 
+/// Puts `value` into the stack's signing secret, found by the ARN the functions are given.
+async fn set_webhook_secret(
+    manifest: &Manifest,
+    sdk: &aws_config::SdkConfig,
+    value: &str,
+) -> Result<(), StackError> {
+    let arn = manifest
+        .functions
+        .values()
+        .find_map(|f| f.environment.get(WEBHOOK_SECRET_ARN_VAR))
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            StackError::Secret(format!(
+                "no function of template.yaml is given {WEBHOOK_SECRET_ARN_VAR}"
+            ))
+        })?;
+    leadflow_aws::aws_sdk_secretsmanager::Client::new(sdk)
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(value)
+        .send()
+        .await
+        .map_err(|e| StackError::Secret(leadflow_domain::ports::error_chain(&e)))?;
+    Ok(())
+}
+
 impl LocalStack {
     /// Provisions template.yaml as `stack_name` on `endpoint` and builds every function.
     pub async fn provision(
@@ -42,8 +79,18 @@ impl LocalStack {
         params: &[String],
         reuse: bool,
     ) -> Result<Self, StackError> {
-        let (endpoint_owned, name, params) =
-            (endpoint.to_owned(), stack_name.to_owned(), params.to_vec());
+        let prefix = format!("{WEBHOOK_SECRET_PARAM}=");
+        let webhook_secret = params
+            .iter()
+            .rev()
+            .find_map(|p| p.strip_prefix(&prefix))
+            .map(str::to_owned);
+        let params: Vec<String> = params
+            .iter()
+            .filter(|p| !p.starts_with(&prefix))
+            .cloned()
+            .collect();
+        let (endpoint_owned, name) = (endpoint.to_owned(), stack_name.to_owned());
         let manifest = tokio::task::spawn_blocking(move || {
             Manifest::provision(&endpoint_owned, &name, &params, reuse)
         })
@@ -53,6 +100,9 @@ impl LocalStack {
             reason: e.to_string(),
         })??;
         let sdk = crate::sdk_config(endpoint, &manifest.region).await;
+        if let Some(value) = webhook_secret.filter(|v| !v.is_empty()) {
+            set_webhook_secret(&manifest, &sdk, &value).await?;
+        }
         let functions = functions::build(&manifest, &sdk)?;
         Ok(Self {
             manifest,
@@ -73,11 +123,36 @@ impl LocalStack {
         Ok(())
     }
 
+    /// Runs the functions as a deployment would: not in local mode, so crm-webhook sends only
+    /// to public https endpoints (what the tests of that refusal need).
+    pub fn run_as_deployed(&mut self) -> Result<(), StackError> {
+        for spec in self.manifest.functions.values_mut() {
+            spec.environment
+                .insert(functions::LOCAL_MODE_VAR.to_owned(), "false".to_owned());
+        }
+        self.functions = functions::build(&self.manifest, &self.sdk)?;
+        Ok(())
+    }
+
+    /// Local mode unless the stack runs as deployed ([`LocalStack::run_as_deployed`]).
+    pub fn endpoint_mode(&self) -> leadflow_domain::endpoint::EndpointMode {
+        let deployed = self.manifest.functions.values().any(|f| {
+            f.environment
+                .get(functions::LOCAL_MODE_VAR)
+                .is_some_and(|v| v == "false")
+        });
+        if deployed {
+            leadflow_domain::endpoint::EndpointMode::Public
+        } else {
+            leadflow_domain::endpoint::EndpointMode::Local
+        }
+    }
+
     pub fn function(&self, binary: &str) -> Option<&LocalFunction> {
         self.functions.get(binary)
     }
 
-    /// The HTTP routes of the template, each served by its function.
+    /// The HTTP routes of the template, each served by its function behind its throttle.
     pub fn router(&self) -> Router {
         let routes = self
             .functions
@@ -90,7 +165,7 @@ impl LocalStack {
                     .map(move |r| (r.clone(), h.clone()))
             })
             .collect();
-        Router::new(routes)
+        Router::new(routes, &self.manifest.http_throttle)
     }
 
     /// A poller for each queue → function mapping of the template.

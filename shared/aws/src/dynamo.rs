@@ -37,9 +37,17 @@ pub mod keys {
         format!("EMAIL#{email}")
     }
     pub const EMAIL_SK: &str = "EMAIL";
-    pub fn timeline_sk(entry: &TimelineEntry) -> String {
-        // The random suffix keeps two entries of the same microsecond apart.
-        format!("TL#{}#{}", sortable(entry.at), Uuid::new_v4().simple())
+    /// `position` is the entry's place among those written together: entries of one change
+    /// often share their time (a `resubmitted` and its `change_proposed`), and must read back
+    /// in the order decided. The random rest keeps entries of different writes apart.
+    pub fn timeline_sk(entry: &TimelineEntry, position: usize) -> String {
+        let random = Uuid::new_v4().simple().to_string();
+        format!(
+            "TL#{}#{:04x}{}",
+            sortable(entry.at),
+            position.min(0xffff),
+            &random[4..]
+        )
     }
     pub fn stage_gsi1pk(lead: &Lead) -> String {
         format!("STAGE#{}", lead.stage)
@@ -162,10 +170,14 @@ impl DynamoStore {
         Ok(item)
     }
 
-    fn timeline_item(id: LeadId, entry: &TimelineEntry) -> Result<Item, StoreError> {
+    fn timeline_item(
+        id: LeadId,
+        entry: &TimelineEntry,
+        position: usize,
+    ) -> Result<Item, StoreError> {
         let mut item: Item = serde_dynamo::to_item(entry).map_err(corrupt)?;
         item.insert("pk".into(), s(keys::lead_pk(id)));
-        item.insert("sk".into(), s(keys::timeline_sk(entry)));
+        item.insert("sk".into(), s(keys::timeline_sk(entry, position)));
         item.insert("entity".into(), s("timeline"));
         Ok(item)
     }
@@ -348,10 +360,10 @@ impl LeadStore for DynamoStore {
                 .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        for entry in &change.timeline {
+        for (position, entry) in change.timeline.iter().enumerate() {
             items.push(
                 TransactWriteItem::builder()
-                    .put(self.put(Self::timeline_item(lead.id, entry)?)?)
+                    .put(self.put(Self::timeline_item(lead.id, entry, position)?)?)
                     .build(),
             );
         }
@@ -449,12 +461,13 @@ impl LeadStore for DynamoStore {
         entries: &[TimelineEntry],
     ) -> Result<(), StoreError> {
         // One BatchWriteItem per 25 entries; what DynamoDB leaves unprocessed is sent again.
-        for chunk in entries.chunks(25) {
+        for (c, chunk) in entries.chunks(25).enumerate() {
             let mut requests = chunk
                 .iter()
-                .map(|e| {
+                .enumerate()
+                .map(|(i, e)| {
                     let put = aws_sdk_dynamodb::types::PutRequest::builder()
-                        .set_item(Some(Self::timeline_item(id, e)?))
+                        .set_item(Some(Self::timeline_item(id, e, c * 25 + i)?))
                         .build()
                         .map_err(corrupt)?;
                     Ok(aws_sdk_dynamodb::types::WriteRequest::builder()
@@ -734,5 +747,29 @@ impl Counters for DynamoStore {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadflow_domain::TimelineAction;
+
+    #[test]
+    fn entries_written_together_keep_their_order_and_differ_from_other_writes() {
+        let entry = TimelineEntry::system(
+            "2026-03-01T10:00:00Z".parse().unwrap(),
+            TimelineAction::Resubmitted,
+            serde_json::Value::Null,
+        );
+        for _ in 0..200 {
+            let first = keys::timeline_sk(&entry, 0);
+            let second = keys::timeline_sk(&entry, 1);
+            assert!(first < second, "{first} / {second}");
+            assert_ne!(first, keys::timeline_sk(&entry, 0));
+            assert_eq!(first.len(), "TL#2026-03-01T10:00:00.000000Z#".len() + 32);
+        }
+        let tenth = keys::timeline_sk(&entry, 10);
+        assert!(tenth > keys::timeline_sk(&entry, 9));
     }
 }

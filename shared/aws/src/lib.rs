@@ -11,6 +11,8 @@ pub mod dynamo;
 #[cfg(feature = "eventbridge")]
 pub mod eventbridge;
 #[cfg(feature = "dynamodb")]
+pub mod rate_limit_store;
+#[cfg(feature = "dynamodb")]
 pub mod routing_state;
 #[cfg(feature = "dynamodb")]
 pub mod score_store;

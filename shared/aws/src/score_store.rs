@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use chrono::{DateTime, Duration, Utc};
+use leadflow_domain::anonymous::{self, HistoryPage};
 use leadflow_domain::crm::Activity;
 use leadflow_domain::lead_score::{LeadScore, SegmentMember};
 use leadflow_domain::ports::{ScoreStore, ScoreWrite, StoreError};
@@ -15,6 +16,9 @@ use crate::dynamo::{keys, sortable, DynamoStore, Item};
 /// Markers outlive the oldest event POST /events accepts (90 days), so a late redelivery is
 /// still recognised.
 const MARKER_RETENTION: Duration = Duration::days(100);
+/// Beside `ANON#<key>`'s owner: how many events were ever parked under the key (it hands out
+/// the ring's slots).
+const ANONYMOUS_COUNTER_SK: &str = "PARKED";
 /// A segment membership nobody refreshed for a year has decayed to nothing.
 const SEGMENT_RETENTION: Duration = Duration::days(365);
 
@@ -35,6 +39,11 @@ fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
         .ok_or_else(|| corrupt(format!("item without {name}")))
+}
+
+/// The sort key of an anonymous history's slot (zero-padded, so slots sort by number).
+fn slot_key(slot: u64) -> String {
+    format!("EV#{slot:04}")
 }
 
 fn event_key(e: &TrackedEvent) -> String {
@@ -197,18 +206,46 @@ impl ScoreStore for DynamoStore {
         }
     }
 
+    /// A ring of [`anonymous::MAX_EVENTS`] slots per key: a counter item hands out the next
+    /// slot atomically, and the event overwrites whatever that slot held (the event parked
+    /// longest ago). Two writes per event whatever the key's size, no deletes, and the key never
+    /// holds more than the bound; the TTL removes events [`anonymous::MAX_AGE`] after they
+    /// occurred. A redelivered event may take a second slot; the join's event markers score it
+    /// once.
     async fn park_anonymous(&self, key: &str, event: &TrackedEvent) -> Result<(), StoreError> {
+        let pk = keys::anonymous_pk(key);
+        let out = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .key("pk", s(pk.clone()))
+            .key("sk", s(ANONYMOUS_COUNTER_SK))
+            .update_expression("SET entity = :entity, expires_at = :exp ADD parked :one")
+            .expression_attribute_values(":entity", s("anonymous_counter"))
+            // Outlives every event it counted (they occurred at most a few minutes from now).
+            .expression_attribute_values(
+                ":exp",
+                n((Utc::now() + anonymous::MAX_AGE + Duration::days(1)).timestamp()),
+            )
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        let parked: u64 = out
+            .attributes()
+            .and_then(|a| a.get("parked"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt("anonymous counter without parked"))?;
         self.client()
             .put_item()
             .table_name(self.table())
-            .item("pk", s(keys::anonymous_pk(key)))
-            .item("sk", s(format!("EV#{}", event_key(event))))
+            .item("pk", s(pk))
+            .item("sk", s(slot_key(anonymous::slot(parked))))
             .item("entity", s("anonymous_event"))
             .item("event", s(serde_json::to_string(event).map_err(corrupt)?))
-            .item(
-                "expires_at",
-                n((event.occurred_at + MARKER_RETENTION).timestamp()),
-            )
+            .item("expires_at", n(anonymous::expires_at(event).timestamp()))
             .send()
             .await
             .map_err(StoreError::unavailable)?;
@@ -217,27 +254,98 @@ impl ScoreStore for DynamoStore {
 
     async fn anonymous_events(&self, key: &str) -> Result<Vec<TrackedEvent>, StoreError> {
         let mut events = Vec::new();
-        let mut start = None;
+        let mut cursor = None;
         loop {
-            let out = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :ev)")
-                .expression_attribute_values(":pk", s(keys::anonymous_pk(key)))
-                .expression_attribute_values(":ev", s("EV#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(StoreError::unavailable)?;
-            for item in out.items() {
-                events.push(serde_json::from_str(get_s(item, "event")?).map_err(corrupt)?);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
+            let page = self
+                .anonymous_page(key, cursor.as_deref(), anonymous::MAX_EVENTS as usize)
+                .await?;
+            events.extend(page.events);
+            match page.cursor {
+                Some(c) if page.more => cursor = Some(c),
                 _ => return Ok(events),
             }
+        }
+    }
+
+    async fn anonymous_page(
+        &self,
+        key: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        let pk = keys::anonymous_pk(key);
+        let start = cursor
+            .map(|sk| HashMap::from([("pk".to_owned(), s(pk.clone())), ("sk".to_owned(), s(sk))]));
+        let out = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :ev)")
+            .expression_attribute_values(":pk", s(pk.clone()))
+            .expression_attribute_values(":ev", s("EV#"))
+            .consistent_read(true)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        let mut page = HistoryPage {
+            more: out.last_evaluated_key().is_some_and(|k| !k.is_empty()),
+            ..HistoryPage::default()
+        };
+        for item in out.items() {
+            let event = get_s(item, "event")
+                .ok()
+                .and_then(|e| serde_json::from_str::<TrackedEvent>(e).ok());
+            match event {
+                Some(e) => page.events.push(e),
+                None => page.unreadable += 1,
+            }
+            page.cursor = Some(get_s(item, "sk")?.to_owned());
+        }
+        Ok(page)
+    }
+
+    async fn join_cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let owner = self
+            .get_item(keys::anonymous_pk(key), keys::ANONYMOUS_OWNER_SK)
+            .await?;
+        Ok(owner
+            .as_ref()
+            .and_then(|item| get_s(item, "joined_through").ok())
+            .map(str::to_owned))
+    }
+
+    async fn save_join_cursor(
+        &self,
+        key: &str,
+        lead: LeadId,
+        cursor: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .key("pk", s(keys::anonymous_pk(key)))
+            .key("sk", s(keys::ANONYMOUS_OWNER_SK))
+            .update_expression("SET joined_through = :c")
+            .condition_expression(
+                "lead_id = :lead AND (attribute_not_exists(joined_through) OR joined_through < :c)",
+            )
+            .expression_attribute_values(":c", s(cursor))
+            .expression_attribute_values(":lead", s(lead.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A concurrent delivery of the same join got further: its cursor stands.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
         }
     }
 

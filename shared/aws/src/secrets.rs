@@ -70,18 +70,34 @@ impl Secrets {
 
     async fn fetch(&self, reference: &str) -> Result<String, SecretError> {
         if let Some(name) = reference.strip_prefix("env:") {
-            return (self.env)(name)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| SecretError::Missing(reference.to_owned()));
+            // A deployment gives the function the secret's ARN (`NAME_ARN`), never its value;
+            // a value in `NAME` itself is for tests and local runs without Secrets Manager.
+            if let Some(value) = (self.env)(name).filter(|v| !v.is_empty()) {
+                return Ok(value);
+            }
+            return match (self.env)(&format!("{name}_ARN")).filter(|v| !v.is_empty()) {
+                Some(arn) if is_secret_arn(&arn) => self.fetch_arn(&arn, reference).await,
+                _ => Err(SecretError::Missing(reference.to_owned())),
+            };
         }
+        if is_secret_arn(reference) {
+            return self.fetch_arn(reference, reference).await;
+        }
+        Err(SecretError::Missing(reference.to_owned()))
+    }
+
+    /// The value of the Secrets Manager secret `arn`; errors name `reference` (what the
+    /// configuration says).
+    #[allow(unused_variables)]
+    async fn fetch_arn(&self, arn: &str, reference: &str) -> Result<String, SecretError> {
         #[cfg(feature = "secretsmanager")]
-        if reference.starts_with("arn:aws") && reference.contains(":secretsmanager:") {
+        {
             let Some(client) = &self.client else {
                 return Err(SecretError::Missing(reference.to_owned()));
             };
             let out = client
                 .get_secret_value()
-                .secret_id(reference)
+                .secret_id(arn)
                 .send()
                 .await
                 .map_err(|e| {
@@ -101,8 +117,13 @@ impl Secrets {
                 .map(str::to_owned)
                 .ok_or_else(|| SecretError::Missing(reference.to_owned()));
         }
+        #[allow(unreachable_code)]
         Err(SecretError::Missing(reference.to_owned()))
     }
+}
+
+fn is_secret_arn(s: &str) -> bool {
+    s.starts_with("arn:aws") && s.contains(":secretsmanager:")
 }
 
 impl SecretSource for Secrets {
@@ -173,7 +194,10 @@ mod tests {
         let calls = Arc::new(Mutex::new(0));
         let counted = calls.clone();
         let secrets = Secrets::from_env(Arc::new(move |name| {
-            *counted.lock().unwrap() += 1;
+            // Counted per reference (an unset NAME is followed by a look at NAME_ARN).
+            if !name.ends_with("_ARN") {
+                *counted.lock().unwrap() += 1;
+            }
             (name == "CRM_SECRET").then(|| "whsec_x".to_owned())
         }));
         assert_eq!(secrets.secret("env:CRM_SECRET").await.unwrap(), "whsec_x");
@@ -194,5 +218,25 @@ mod tests {
         secrets.refresh();
         secrets.secret("env:CRM_SECRET").await.unwrap();
         assert_eq!(*calls.lock().unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_env_reference_is_read_through_the_arn_the_deployment_gives() {
+        // As deployed: CRM_WEBHOOK_SECRET_ARN holds the ARN and the value is not in the
+        // environment. Without a Secrets Manager client the ARN is looked up (and missing),
+        // never handed out as if it were the secret.
+        let arn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:s-CrmWebhookSigningSecret-AbCdEf";
+        let secrets = Secrets::from_env(Arc::new(move |name| {
+            (name == "CRM_WEBHOOK_SECRET_ARN").then(|| arn.to_owned())
+        }));
+        assert!(matches!(
+            secrets.secret("env:CRM_WEBHOOK_SECRET").await,
+            Err(SecretError::Missing(r)) if r == "env:CRM_WEBHOOK_SECRET"
+        ));
+        // Something else in NAME_ARN is not followed.
+        let secrets = Secrets::from_env(Arc::new(|name| {
+            (name == "X_ARN").then(|| "whsec_not-an-arn".to_owned())
+        }));
+        assert!(secrets.secret("env:X").await.is_err());
     }
 }

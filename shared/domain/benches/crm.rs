@@ -58,9 +58,11 @@ fn activities(n: usize) -> Vec<Activity> {
                     "type": "page_view",
                     "occurred_at": at.to_rfc3339(),
                     "url": "https://www.acme.de/pricing?plan=pro",
-                    "tags": ["crm", "pricing"],
-                    "lead_id": "0190d2a4-0000-7000-8000-000000000001"
+                    "tags": ["crm", "pricing"]
                 }),
+                leadflow_domain::tracking::Reporter::Server {
+                    lead_id: "0190d2a4-0000-7000-8000-000000000001".parse().unwrap(),
+                },
                 now(),
             )
             .unwrap();

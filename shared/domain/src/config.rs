@@ -121,6 +121,46 @@ impl LeadflowConfig {
         outside
     }
 
+    /// Every CRM and team notification endpoint with where it is configured
+    /// (`routing.owners.anna.crm.endpoint`).
+    pub fn endpoints(&self) -> Vec<(String, &crate::webhook::CrmTarget)> {
+        let mut all = Vec::new();
+        if let Some(r) = &self.routing {
+            all.extend(r.crm.iter().map(|t| ("routing.crm".to_owned(), t)));
+            all.extend(r.owners.iter().filter_map(|o| {
+                o.crm
+                    .as_ref()
+                    .map(|t| (format!("routing.owners.{}.crm", o.id), t))
+            }));
+            all.extend(
+                r.partners
+                    .iter()
+                    .map(|p| (format!("routing.partners.{}.crm", p.id), &p.crm)),
+            );
+        }
+        all.extend(self.sla.teams().iter().filter_map(|t| {
+            t.notify
+                .as_ref()
+                .map(|n| (format!("sla.teams.{}.notify", t.id), n))
+        }));
+        all.into_iter()
+            .map(|(at, t)| (format!("{at}.endpoint"), t))
+            .collect()
+    }
+
+    /// The endpoints leadflow may not send to in `mode`, where each is configured and why:
+    /// outside local mode each must be https on a public host (private, loopback and
+    /// link-local addresses and local host names are refused; see [`crate::endpoint`]).
+    pub fn refused_endpoints(
+        &self,
+        mode: crate::endpoint::EndpointMode,
+    ) -> Vec<(String, crate::endpoint::EndpointError)> {
+        self.endpoints()
+            .into_iter()
+            .filter_map(|(at, t)| t.check_endpoint(mode).err().map(|e| (at, e)))
+            .collect()
+    }
+
     /// A one-line account of what the configuration holds.
     pub fn summary(&self) -> String {
         let s = &self.scoring;
@@ -173,12 +213,133 @@ mod tests {
         assert!(routing.pool(&routing.default_pool).is_some());
     }
 
+    fn example() -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/leadflow.yaml");
+        std::fs::read_to_string(path).expect("config/leadflow.yaml")
+    }
+
+    /// Values that would allocate without end or overflow a time are refused at check and
+    /// push time, with the field named; the bounds themselves pass.
+    #[test]
+    fn weights_caps_and_durations_are_bounded() {
+        let yaml = example();
+        let weight_line = "manager: maria, weight: 2,";
+        let pool_sla = "members: [anna, ben, cem], sla: { accept_within_hours: 24 }";
+        let ladder_step = "{ after: 2d, action: remind_owner }";
+        let offer = "offer_expires_after: 2d";
+        for (from, to, says) in [
+            (
+                weight_line,
+                "manager: maria, weight: 1000000000,",
+                "owners.ben.weight must be 1 to 100",
+            ),
+            (
+                weight_line,
+                "manager: maria, weight: 101,",
+                "owners.ben.weight",
+            ),
+            (
+                "daily_cap: 40",
+                "daily_cap: 0",
+                "owners.ben.daily_cap must be 1 to 10000",
+            ),
+            ("daily_cap: 40", "daily_cap: 10001", "owners.ben.daily_cap"),
+            (
+                pool_sla,
+                "members: [anna, ben, cem], sla: { accept_within_hours: 1000000000000 }",
+                "accept_within_hours",
+            ),
+            (
+                pool_sla,
+                "members: [anna, ben, cem], sla: { accept_within_hours: 2161 }",
+                "pools.dach-crm.sla.accept_within_hours must be 1 to 2160",
+            ),
+            (
+                ladder_step,
+                "{ after: 91d, action: remind_owner }",
+                "teams.dach-sales.ladder[0].after must be at most 90 days",
+            ),
+            (
+                ladder_step,
+                "{ after: 2161h, action: remind_owner }",
+                "ladder[0].after",
+            ),
+            (
+                ladder_step,
+                "{ after: 1000000000000h, action: remind_owner }",
+                "ladder",
+            ),
+            (
+                offer,
+                "offer_expires_after: 91d",
+                "teams.partners.offer_expires_after must be at most 90 days",
+            ),
+        ] {
+            assert!(yaml.contains(from), "the example has {from:?}");
+            let err = LeadflowConfig::parse(&yaml.replacen(from, to, 1)).unwrap_err();
+            assert!(err.to_string().contains(says), "{to}: {err}");
+        }
+        for (from, to) in [
+            (weight_line, "manager: maria, weight: 100,"),
+            ("daily_cap: 40", "daily_cap: 10000"),
+            (
+                pool_sla,
+                "members: [anna, ben, cem], sla: { accept_within_hours: 2160 }",
+            ),
+            (ladder_step, "{ after: 90d, action: remind_owner }"),
+            (offer, "offer_expires_after: 2160h"),
+        ] {
+            LeadflowConfig::parse(&yaml.replacen(from, to, 1))
+                .unwrap_or_else(|e| panic!("{to} is within bounds: {e}"));
+        }
+    }
+
     #[test]
     fn a_bad_model_is_located() {
         let yaml = "scoring:\n  thresholds: { engaged: 50, mql: 20 }\n";
         let err = LeadflowConfig::parse(yaml).unwrap_err();
         assert!(err.line.is_some(), "{err}");
         assert!(err.field.starts_with("scoring"), "{err}");
+    }
+
+    #[test]
+    fn private_and_plain_http_endpoints_are_refused_outside_local_mode_where_they_are() {
+        use crate::endpoint::{EndpointError, EndpointMode};
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/leadflow.yaml");
+        let example = std::fs::read_to_string(path).expect("config/leadflow.yaml");
+        let config = LeadflowConfig::parse(&example).unwrap();
+        // The example sends to a CRM receiver on this machine: fine locally only.
+        assert!(config.refused_endpoints(EndpointMode::Local).is_empty());
+        let refused = config.refused_endpoints(EndpointMode::Public);
+        assert!(!refused.is_empty());
+        assert!(refused.iter().all(
+            |(at, e)| at.ends_with(".endpoint") && matches!(e, EndpointError::NotPublic { .. })
+        ));
+
+        let metadata = example.replace(
+            "http://127.0.0.1:9000/hooks/leadflow",
+            "https://169.254.169.254/latest",
+        );
+        let config = LeadflowConfig::parse(&metadata).unwrap();
+        let refused = config.refused_endpoints(EndpointMode::Public);
+        assert!(!refused.is_empty(), "{metadata}");
+        for (at, e) in &refused {
+            assert!(
+                at.starts_with("routing.") || at.starts_with("sla.teams."),
+                "{at}"
+            );
+            assert!(e.to_string().contains("link-local"), "{at}: {e}");
+        }
+        let public = example.replace(
+            "http://127.0.0.1:9000/hooks/leadflow",
+            "https://crm.example.com/hooks/leadflow",
+        );
+        let config = LeadflowConfig::parse(&public).unwrap();
+        assert!(
+            config.refused_endpoints(EndpointMode::Public).is_empty(),
+            "{:?}",
+            config.refused_endpoints(EndpointMode::Public)
+        );
     }
 
     #[derive(Debug, Deserialize)]

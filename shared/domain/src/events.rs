@@ -11,8 +11,9 @@ use crate::stage::Stage;
 use crate::timeline::Actor;
 
 /// Version of the event payloads below. Consumers ignore fields they do not know; a change that
-/// removes or redefines a field raises this number.
-pub const SCHEMA_VERSION: u32 = 1;
+/// removes or redefines a field raises this number. 2: `LeadCaptured` no longer carries the
+/// lead (its contact data stays in the table; consumers load the lead by `lead_id`).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The `source` of every leadflow event on the bus (EventBridge rules match on it).
 pub const EVENT_SOURCE: &str = "leadflow";
@@ -21,8 +22,16 @@ pub const EVENT_SOURCE: &str = "leadflow";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum LeadEvent {
-    /// A new lead was identified (stage Inquiry), with everything the form told.
-    LeadCaptured { lead: Box<Lead> },
+    /// A new lead was identified (stage Inquiry). Events carry no contact data (they sit in
+    /// queues and DLQs for up to 14 days, readable by whoever reads the queue): consumers load
+    /// the lead by the envelope's `lead_id`. The first-touch attribution is here for
+    /// consumers that count captures by source.
+    LeadCaptured {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        campaign: Option<String>,
+    },
     /// The score moved into another band, grade or temperature (not on every page view).
     LeadScored {
         score: Points,
@@ -90,6 +99,14 @@ pub enum LeadEvent {
 }
 
 impl LeadEvent {
+    /// The announcement of a new lead: its id travels in the envelope, its contact data not.
+    pub fn captured(lead: &Lead) -> Self {
+        LeadEvent::LeadCaptured {
+            source: lead.source.clone(),
+            campaign: lead.campaign.clone(),
+        }
+    }
+
     /// The EventBridge `detail-type`: the event's name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -154,11 +171,47 @@ mod tests {
         );
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["type"], "StageChanged");
-        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["schema_version"], SCHEMA_VERSION);
         assert_eq!(json["to"], "MQL");
         assert_eq!(json["actor"]["kind"], "system");
         let back: EventEnvelope = serde_json::from_value(json).unwrap();
         assert_eq!(back, e);
         assert_eq!(back.detail_type(), "StageChanged");
+    }
+
+    #[test]
+    fn a_captured_lead_is_announced_by_its_id_alone() {
+        let id: LeadId = "0190d2a4-0000-7000-8000-000000000001".parse().unwrap();
+        let e = EventEnvelope::new(
+            id,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+            LeadEvent::LeadCaptured {
+                source: Some("webinar".into()),
+                campaign: None,
+            },
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["lead_id"], id.to_string());
+        assert_eq!(json["source"], "webinar");
+        assert!(json.get("lead").is_none() && json.get("campaign").is_none());
+        // A version-1 event (still in a queue or DLQ when this version deploys) carried the
+        // whole lead: it is read all the same, the lead ignored.
+        let v1 = serde_json::json!({
+            "schema_version": 1,
+            "event_id": "01935c6e-8a4f-7000-8000-000000000001",
+            "occurred_at": "2026-11-23T09:15:00Z",
+            "lead_id": id.to_string(),
+            "type": "LeadCaptured",
+            "lead": { "id": id.to_string(), "email": "anna@example.com", "stage": "Inquiry" }
+        });
+        let read: EventEnvelope = serde_json::from_value(v1).unwrap();
+        assert_eq!(read.lead_id, id);
+        assert!(matches!(
+            read.event,
+            LeadEvent::LeadCaptured {
+                source: None,
+                campaign: None
+            }
+        ));
     }
 }

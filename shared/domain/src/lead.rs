@@ -14,6 +14,7 @@ use crate::assignment::Assignment;
 use crate::bant::Bant;
 use crate::crm_record::CrmRecord;
 use crate::email::Email;
+use crate::provenance::Provenance;
 use crate::scoring::{FitProfile, Grade, Points, ScoreBand, Temperature};
 use crate::stage::Stage;
 
@@ -132,6 +133,14 @@ pub struct Lead {
     pub visitor_id: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_fields: BTreeMap<String, String>,
+    /// Who set which field, where it was someone above a plain form (see
+    /// [`crate::provenance`]); absent in leads stored before, which read as all-form.
+    #[serde(default, skip_serializing_if = "Provenance::is_empty")]
+    pub provenance: Provenance,
+    /// How many form submissions the timeline holds for this lead (capped; see
+    /// `capture::MAX_FORM_ENTRIES`).
+    #[serde(default, skip_serializing_if = "FormLog::is_empty")]
+    pub form_log: FormLog,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<Consent>,
     /// What qualification last decided: score, grade, temperature, by which config version.
@@ -154,6 +163,26 @@ pub struct Lead {
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency version: 1 at capture, +1 on every stored change.
     pub version: u64,
+}
+
+/// The count of a lead's form submissions, kept with the lead so that capture can cap what
+/// public requests add to the timeline without reading it (docs/data-model.md, "Caps per lead").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormLog {
+    /// Resubmissions recorded on the timeline, each with its own entry.
+    #[serde(default)]
+    pub recorded: u32,
+    /// Resubmissions after the cap: counted here instead of getting an entry each.
+    #[serde(default)]
+    pub folded: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_folded_at: Option<DateTime<Utc>>,
+}
+
+impl FormLog {
+    pub fn is_empty(&self) -> bool {
+        self == &FormLog::default()
+    }
 }
 
 /// The lead's standing as qualification last saw it: told honestly to whoever works the lead.

@@ -13,6 +13,7 @@
 //! `change`), and the decisions of each step (`capture`, `qualification`, `routing`, `crm`),
 //! with `config` and `ports` on top.
 
+pub mod anonymous;
 pub mod assignment;
 pub mod bant;
 pub mod calendar;
@@ -22,13 +23,16 @@ pub mod config;
 pub mod crm;
 pub mod crm_record;
 pub mod email;
+pub mod endpoint;
 pub mod events;
 pub mod fields;
 pub mod ladder;
 pub mod lead;
 pub mod lead_score;
 pub mod ports;
+pub mod provenance;
 pub mod qualification;
+pub mod rate_limit;
 pub mod routing;
 pub mod scoring;
 pub mod sla;
@@ -37,6 +41,7 @@ pub mod submission;
 pub mod tag;
 pub mod timeline;
 pub mod tracking;
+pub mod visitor_token;
 pub mod webhook;
 
 pub use change::{Change, Decision};

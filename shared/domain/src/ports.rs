@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::email::Email;
 use crate::events::EventEnvelope;
 use crate::lead::{Lead, LeadId};
+use crate::routing::RoutingWait;
 use crate::timeline::TimelineEntry;
 
 /// What made a store unavailable (an SDK error with its causes, a cancelled transaction).
@@ -247,16 +248,38 @@ pub trait ScoreStore: Send + Sync {
         &self,
         write: &ScoreWrite,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Keeps an event of someone who is not (known as) a lead yet, under `key`.
+    /// Keeps an event of someone who is not (known as) a lead yet, under `key`: at most
+    /// [`crate::anonymous::MAX_EVENTS`] per key (the oldest parked makes room), each until
+    /// [`crate::anonymous::MAX_AGE`] after it occurred.
     fn park_anonymous(
         &self,
         key: &str,
         event: &crate::tracking::TrackedEvent,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every readable event kept under `key` (at most [`crate::anonymous::MAX_EVENTS`]).
     fn anonymous_events(
         &self,
         key: &str,
     ) -> impl Future<Output = Result<Vec<crate::tracking::TrackedEvent>, StoreError>> + Send;
+    /// Up to `limit` events kept under `key`, after `cursor` (a page's [`crate::anonymous::HistoryPage::cursor`]).
+    fn anonymous_page(
+        &self,
+        key: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<crate::anonymous::HistoryPage, StoreError>> + Send;
+    /// How far the owner's join of the history under `key` got: the cursor saved last.
+    fn join_cursor(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Saves the owner's join progress (only forward, only for the owner `lead`).
+    fn save_join_cursor(
+        &self,
+        key: &str,
+        lead: LeadId,
+        cursor: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Makes `lead` the owner of the history under `key`, unless another lead owns it; returns the owner.
     fn claim_anonymous(
         &self,
@@ -406,4 +429,38 @@ pub trait Availability: Send + Sync {
     fn set_away(&self, away: &Away) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Ends it; false when none was set.
     fn clear_away(&self, owner: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The buckets of the per-client rate limits ([`crate::rate_limit`]).
+pub trait RateLimitStore: Send + Sync {
+    /// Spends one token of the bucket `key` under `limit` at `now` (written atomically, so
+    /// concurrent requests of one client cannot spend one token twice), or tells how long
+    /// until one is free. A refusal changes nothing.
+    fn take_token(
+        &self,
+        key: &crate::rate_limit::ClientKey,
+        limit: &crate::rate_limit::RateLimit,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<crate::rate_limit::Verdict, StoreError>> + Send;
+}
+
+/// Where parked leads wait (routing decided "later", see `routing::RouteLater`) (the store keeps one entry per lead, listed by `until`).
+pub trait RoutingWaits: Send + Sync {
+    /// The lead's wait, if it is parked.
+    fn routing_wait(
+        &self,
+        lead: LeadId,
+    ) -> impl Future<Output = Result<Option<RoutingWait>, StoreError>> + Send;
+    /// Parks the lead (replacing its earlier wait).
+    fn park(&self, wait: &RoutingWait) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Ends `wait`, unless the lead was parked again since (a newer `until`).
+    fn end_wait(&self, wait: &RoutingWait) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// One page of the waits due at or before `until`, earliest first, after `cursor`; the
+    /// cursor of the next page, if there may be one.
+    fn waits_due(
+        &self,
+        until: DateTime<Utc>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<(Vec<RoutingWait>, Option<String>), StoreError>> + Send;
 }

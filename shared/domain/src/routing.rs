@@ -7,13 +7,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::assignment::{AssignedTo, Assignment, AssignmentEnd, Id};
 use crate::change::Change;
 use crate::events::LeadEvent;
-use crate::lead::Lead;
+use crate::lead::{Lead, LeadId};
 use crate::scoring::{Grade, Temperature};
 use crate::sla::{SlaConfig, SlaPolicy};
 use crate::stage::Stage;
@@ -154,6 +154,12 @@ pub struct RoutingRule {
 /// The weight at which a tag counts as an interest for routing.
 pub const INTEREST_THRESHOLD: f64 = 0.5;
 
+/// The largest round-robin weight of an owner: shares such as 1:2:1 need no more, and a
+/// pool's turn order has one entry per unit of weight.
+pub const MAX_WEIGHT: u32 = 100;
+/// The largest daily cap: a cap above it is no cap.
+pub const MAX_DAILY_CAP: u32 = 10_000;
+
 /// What a routing decision looks at besides the lead's fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoutingFacts<'a> {
@@ -283,8 +289,20 @@ impl RoutingConfig {
         }
         let owner = |id: &str| raw.owners.iter().any(|o| o.id == id);
         for o in &raw.owners {
-            if o.weight == 0 {
-                return Err(format!("owners.{}.weight must be at least 1", o.id));
+            // A pool's turn order is one entry per unit of weight: the bound keeps it small.
+            if !(1..=MAX_WEIGHT).contains(&o.weight) {
+                return Err(format!(
+                    "owners.{}.weight must be 1 to {MAX_WEIGHT} (it is a share, not a count)",
+                    o.id
+                ));
+            }
+            if o.daily_cap
+                .is_some_and(|c| !(1..=MAX_DAILY_CAP).contains(&c))
+            {
+                return Err(format!(
+                    "owners.{}.daily_cap must be 1 to {MAX_DAILY_CAP} (leave it out for no cap)",
+                    o.id
+                ));
             }
             if let Some(m) = o.manager.as_ref().filter(|m| !owner(m)) {
                 return Err(format!("owners.{}.manager {m:?} is not an owner", o.id));
@@ -696,6 +714,151 @@ pub fn assign(
     })
 }
 
+/// Why a sales-ready lead waits instead of being routed now. Neither is a fault of the lead:
+/// the lead is parked and tried again (docs/domain.md, "Routing"), never dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WaitReason {
+    /// No usable configuration with a `routing:` section is active.
+    NoRoutingConfig,
+    /// Every member of the pool is away, at their daily cap or not covering the lead, and the
+    /// pool has no manager whose queue could take it.
+    NobodyAvailable { pool: Id },
+}
+
+impl WaitReason {
+    /// The reason's name, as stored and in metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WaitReason::NoRoutingConfig => "no_routing_config",
+            WaitReason::NobodyAvailable { .. } => "nobody_available",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            WaitReason::NoRoutingConfig => "no routing configuration is active".to_owned(),
+            WaitReason::NobodyAvailable { pool } => {
+                format!("no owner in pool {pool} has capacity today")
+            }
+        }
+    }
+}
+
+/// How soon a lead waiting for a routing configuration is tried again: a push fixes it.
+pub const RETRY_WITHOUT_ROUTING: Duration = Duration::minutes(5);
+/// How soon a lead nobody could take is tried again: an owner may come back or the
+/// configuration change during the day; the caps reset at midnight UTC, which is never passed.
+pub const RETRY_WHEN_NOBODY_AVAILABLE: Duration = Duration::hours(1);
+
+/// A routing decision that waits: try again at `until`, for `reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLater {
+    pub until: DateTime<Utc>,
+    pub reason: WaitReason,
+}
+
+impl RouteLater {
+    pub fn no_routing_config(now: DateTime<Utc>) -> Self {
+        Self {
+            until: later(now, RETRY_WITHOUT_ROUTING),
+            reason: WaitReason::NoRoutingConfig,
+        }
+    }
+
+    /// Nobody in `pool` can take the lead today: again within the hour, and at the latest when
+    /// the day's caps reset (the next midnight UTC).
+    pub fn nobody_available(pool: Id, now: DateTime<Utc>) -> Self {
+        let midnight = now
+            .date_naive()
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc());
+        let hour = later(now, RETRY_WHEN_NOBODY_AVAILABLE);
+        Self {
+            until: midnight.map_or(hour, |m| m.min(hour)),
+            reason: WaitReason::NobodyAvailable { pool },
+        }
+    }
+}
+
+/// `now` plus `wait`, never past the latest time there is (no overflow, however odd `now`).
+fn later(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    now.checked_add_signed(wait)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// What routing decides for a lead that awaits it: an assignment, or a wait.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routing {
+    Assign(Box<Assignment>),
+    Later(RouteLater),
+}
+
+/// The routing decision a plan makes at `now` ([`assign`]): when nobody in the pool can take
+/// the lead, it waits ([`RouteLater`]) rather than failing.
+pub fn decide(
+    plan: &RoutingPlan<'_>,
+    picked: Option<&Owner>,
+    sla: &SlaConfig,
+    config_version: u64,
+    now: DateTime<Utc>,
+) -> Routing {
+    match assign(plan, picked, sla, config_version, now) {
+        Ok(a) => Routing::Assign(Box::new(a)),
+        Err(RoutingError::NobodyAvailable { pool }) => {
+            Routing::Later(RouteLater::nobody_available(pool, now))
+        }
+    }
+}
+
+/// A sales-ready lead parked until routing can place it: kept apart from the lead (it is no
+/// part of the lead's data) and listed by `until` so that it is tried again then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingWait {
+    pub lead_id: LeadId,
+    pub reason: WaitReason,
+    /// When this wait began (the timeline entry's time).
+    pub since: DateTime<Utc>,
+    /// When the lead is tried again.
+    pub until: DateTime<Utc>,
+    /// Tries so far in this wait.
+    pub tries: u32,
+}
+
+impl RoutingWait {
+    /// The wait after a try that decided `later`: it goes on when `previous` waited for the
+    /// same reason, else a new wait begins. `true` with a new wait: it is told on the lead's
+    /// timeline, once per wait rather than once per try.
+    pub fn after(
+        previous: Option<&RoutingWait>,
+        lead_id: LeadId,
+        later: RouteLater,
+        now: DateTime<Utc>,
+    ) -> (RoutingWait, bool) {
+        match previous.filter(|p| p.lead_id == lead_id && p.reason == later.reason) {
+            Some(p) => (
+                RoutingWait {
+                    until: later.until,
+                    tries: p.tries.saturating_add(1),
+                    ..p.clone()
+                },
+                false,
+            ),
+            None => (
+                RoutingWait {
+                    lead_id,
+                    reason: later.reason,
+                    since: now,
+                    until: later.until,
+                    tries: 1,
+                },
+                true,
+            ),
+        }
+    }
+}
+
 impl Lead {
     /// The owners and partners this lead must not go to again, however it is routed later
     /// (also after being handed back and qualifying anew): an SLA step took it from them
@@ -721,6 +884,23 @@ impl Lead {
     /// A sales-ready lead that nobody works yet: an MQL without an assignment.
     pub fn awaits_routing(&self) -> bool {
         self.assignment.is_none() && self.stage == Stage::Mql
+    }
+
+    /// Tells on the timeline that routing waits for `wait` (once per wait): why, and when the
+    /// next try comes. The lead itself does not change: it stays an MQL without assignment.
+    pub fn wait_for_routing(&mut self, wait: &RoutingWait, now: DateTime<Utc>) -> Change {
+        let entry = TimelineEntry::system(
+            now,
+            TimelineAction::RoutingWaits,
+            serde_json::json!({ "reason": wait.reason, "until": wait.until }),
+        )
+        .because(format!(
+            "routing waits: {}; next try at {}",
+            wait.reason.describe(),
+            wait.until.format("%Y-%m-%d %H:%M UTC")
+        ));
+        self.updated_at = now;
+        Change::entry(entry)
     }
 
     /// Hands the lead to `assignment`'s target: recorded with the rule that chose it and
@@ -995,6 +1175,114 @@ rules:
             config().secrets_outside("leadflow/crm/").is_empty(),
             "env: references are always readable"
         );
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn nobody_available_waits_instead_of_failing() {
+        let c = config();
+        let mut excluded = BTreeSet::new();
+        // inside-sales: anna and cem; both away, and the pool has no staging manager, but
+        // its first member's manager (maria) queues the lead.
+        excluded.extend(["anna".to_owned(), "cem".to_owned()]);
+        let l = lead(&[("email", "a@b.com"), ("country", "US")]);
+        let none = BTreeMap::new();
+        let facts = RoutingFacts::of(&l, &none, &excluded);
+        let plan = c.plan(&facts);
+        let now = at("2026-11-24T10:15:00Z");
+        assert!(
+            matches!(decide(&plan, None, &SlaConfig::default(), 1, now), Routing::Assign(ref a)
+                if matches!(a.assigned_to, AssignedTo::ManagerQueue { ref id, .. } if id == "maria")),
+            "a manager's queue takes it"
+        );
+        // Without any manager: the lead waits, and is tried again within the hour.
+        let bare: RoutingConfig = parse_yaml(
+            "default_pool: p\nowners:\n  - { id: anna, name: A, email: a@example.com, daily_cap: 1 }\npools:\n  - { id: p, members: [anna] }\n",
+        )
+        .unwrap();
+        let plan = bare.plan(&facts);
+        assert_eq!(
+            decide(&plan, None, &SlaConfig::default(), 1, now),
+            Routing::Later(RouteLater {
+                until: at("2026-11-24T11:15:00Z"),
+                reason: WaitReason::NobodyAvailable { pool: "p".into() }
+            })
+        );
+        // Late in the day: at midnight UTC, when the caps reset.
+        let late = at("2026-11-24T23:30:00Z");
+        assert_eq!(
+            RouteLater::nobody_available("p".into(), late).until,
+            at("2026-11-25T00:00:00Z")
+        );
+        assert_eq!(
+            RouteLater::no_routing_config(now).until,
+            at("2026-11-24T10:20:00Z")
+        );
+        // No overflow at the end of time.
+        assert_eq!(
+            RouteLater::no_routing_config(DateTime::<Utc>::MAX_UTC).until,
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            RouteLater::nobody_available("p".into(), DateTime::<Utc>::MAX_UTC).until,
+            DateTime::<Utc>::MAX_UTC
+        );
+    }
+
+    #[test]
+    fn a_wait_is_told_once_and_goes_on_until_its_reason_changes() {
+        let mut l = lead(&[("email", "a@b.com")]);
+        let t0 = at("2026-11-24T10:00:00Z");
+        let (first, new) = RoutingWait::after(None, l.id, RouteLater::no_routing_config(t0), t0);
+        assert!(new, "a first wait is told");
+        assert_eq!((first.since, first.tries), (t0, 1));
+        let t1 = first.until;
+        let (second, new) =
+            RoutingWait::after(Some(&first), l.id, RouteLater::no_routing_config(t1), t1);
+        assert!(!new, "the same wait goes on, untold");
+        assert_eq!((second.since, second.tries), (t0, 2));
+        assert_eq!(second.until, at("2026-11-24T10:10:00Z"));
+        let (third, new) = RoutingWait::after(
+            Some(&second),
+            l.id,
+            RouteLater::nobody_available("p".into(), t1),
+            t1,
+        );
+        assert!(new, "another reason is another wait");
+        assert_eq!((third.since, third.tries), (t1, 1));
+
+        let change = l.wait_for_routing(&third, t1);
+        assert_eq!(change.timeline.len(), 1);
+        assert!(change.events.is_empty(), "a wait announces nothing");
+        let entry = &change.timeline[0];
+        assert_eq!(entry.action, TimelineAction::RoutingWaits);
+        assert_eq!(
+            entry.reason.as_deref(),
+            Some("routing waits: no owner in pool p has capacity today; next try at 2026-11-24 11:05 UTC")
+        );
+        assert_eq!(entry.detail["reason"]["kind"], "nobody_available");
+        assert!(l.awaits_routing() || l.stage != crate::stage::Stage::Mql);
+        assert!(l.assignment.is_none(), "the lead stays unassigned");
+    }
+
+    #[test]
+    fn turn_orders_stay_small_under_the_bounds() {
+        let yaml = YAML.replace("weight: 2,", "weight: 100,");
+        let c: RoutingConfig = parse_yaml(&yaml).unwrap();
+        assert_eq!(c.sequence(c.pool("dach-crm").unwrap()).len(), 102);
+        let err = parse_yaml::<RoutingConfig>(&YAML.replace("weight: 2,", "weight: 1000000000,"))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("owners.ben.weight must be 1 to 100"),
+            "{err}"
+        );
+        let err = parse_yaml::<RoutingConfig>(&YAML.replace("daily_cap: 20", "daily_cap: 0"))
+            .unwrap_err();
+        assert!(err.to_string().contains("owners.ben.daily_cap"), "{err}");
     }
 
     #[test]

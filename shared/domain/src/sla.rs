@@ -54,10 +54,16 @@ impl Default for SlaPolicy {
     }
 }
 
+/// The longest any SLA duration may be (a pool's `accept_within_hours`, a ladder step, an
+/// offer's expiry): 90 days. Longer is no service level, and the bound keeps every deadline
+/// far from the end of time.
+pub const MAX_SLA_HOURS: u32 = 90 * 24;
+
 impl SlaPolicy {
     /// What is wrong with the policy, if anything.
     pub fn problem(&self) -> Option<&'static str> {
-        (self.accept_within_hours == 0).then_some("accept_within_hours must be at least 1")
+        (!(1..=MAX_SLA_HOURS).contains(&self.accept_within_hours))
+            .then_some("accept_within_hours must be 1 to 2160 (90 days)")
     }
 
     /// By when a lead assigned at `assigned_at` must be accepted (never past the latest time
@@ -158,6 +164,15 @@ impl<'de> Deserialize<'de> for SlaConfig {
     }
 }
 
+/// Whether a working time is longer than [`MAX_SLA_HOURS`] (working days counted as whole
+/// days: a working day is never longer).
+fn too_long(t: WorkTime) -> bool {
+    match t {
+        WorkTime::Minutes(m) => m > MAX_SLA_HOURS * 60,
+        WorkTime::Days(d) => d > MAX_SLA_HOURS / 24,
+    }
+}
+
 /// The steps that only remind (they must come first).
 fn reminds(a: SlaAction) -> bool {
     matches!(a, SlaAction::RemindOwner | SlaAction::RemindWithManager)
@@ -174,6 +189,11 @@ fn ladder_problem(ladder: &[SlaStep]) -> Option<String> {
     for (i, step) in ladder.iter().enumerate() {
         if step.after.is_zero() {
             return Some(format!("[{i}].after must be more than nothing"));
+        }
+        if too_long(step.after) {
+            return Some(format!(
+                "[{i}].after must be at most 90 days (90d or 2160h)"
+            ));
         }
         if step.action == SlaAction::ExpireOffer {
             return Some(format!(
@@ -255,6 +275,12 @@ impl SlaConfig {
             if t.offer_expires_after.is_some_and(WorkTime::is_zero) {
                 return Err(format!(
                     "teams.{}.offer_expires_after must be more than nothing",
+                    t.id
+                ));
+            }
+            if t.offer_expires_after.is_some_and(too_long) {
+                return Err(format!(
+                    "teams.{}.offer_expires_after must be at most 90 days (90d or 2160h)",
                     t.id
                 ));
             }
@@ -437,6 +463,12 @@ mod tests {
         .problem()
         .is_some());
         assert!(SlaPolicy::default().problem().is_none());
+        for (hours, ok) in [(2160, true), (2161, false), (u32::MAX, false)] {
+            let p = SlaPolicy {
+                accept_within_hours: hours,
+            };
+            assert_eq!(p.problem().is_none(), ok, "{hours} h");
+        }
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum TimelineAction {
     Captured,
     /// A known e-mail was submitted again: what was new is merged in.
     Resubmitted,
+    /// A submission offered other values for fields it may not change (field precedence):
+    /// recorded for sales to review, the lead unchanged.
+    ChangeProposed,
     /// The lead moved to another lifecycle stage.
     StageChanged,
     /// The lead was assigned to an owner, a manager's queue or a partner.
@@ -56,6 +59,9 @@ pub enum TimelineAction {
     OfferDeclined,
     /// An SLA step found nobody left to take the lead: it stays where it is.
     SlaExhausted,
+    /// Routing could not place a sales-ready lead yet (no routing configuration, nobody able
+    /// to take it today): it waits and is tried again later. Once per wait.
+    RoutingWaits,
 }
 
 impl TimelineAction {
@@ -64,6 +70,7 @@ impl TimelineAction {
         match self {
             TimelineAction::Captured => "captured",
             TimelineAction::Resubmitted => "resubmitted",
+            TimelineAction::ChangeProposed => "change_proposed",
             TimelineAction::StageChanged => "stage_changed",
             TimelineAction::Routed => "routed",
             TimelineAction::BantUpdated => "bant_updated",
@@ -79,12 +86,14 @@ impl TimelineAction {
             TimelineAction::OfferExpired => "offer_expired",
             TimelineAction::OfferDeclined => "offer_declined",
             TimelineAction::SlaExhausted => "sla_exhausted",
+            TimelineAction::RoutingWaits => "routing_waits",
         }
     }
 
-    pub const ALL: [TimelineAction; 17] = [
+    pub const ALL: [TimelineAction; 19] = [
         TimelineAction::Captured,
         TimelineAction::Resubmitted,
+        TimelineAction::ChangeProposed,
         TimelineAction::StageChanged,
         TimelineAction::Routed,
         TimelineAction::BantUpdated,
@@ -100,6 +109,7 @@ impl TimelineAction {
         TimelineAction::OfferExpired,
         TimelineAction::OfferDeclined,
         TimelineAction::SlaExhausted,
+        TimelineAction::RoutingWaits,
     ];
 }
 
@@ -167,6 +177,7 @@ mod tests {
             [
                 "captured",
                 "resubmitted",
+                "change_proposed",
                 "stage_changed",
                 "routed",
                 "bant_updated",
@@ -181,7 +192,8 @@ mod tests {
                 "returned_to_queue",
                 "offer_expired",
                 "offer_declined",
-                "sla_exhausted"
+                "sla_exhausted",
+                "routing_waits"
             ]
         );
         for (a, name) in TimelineAction::ALL.iter().zip(&names) {

@@ -10,6 +10,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::endpoint::{check_endpoint, CheckedEndpoint, EndpointError, EndpointMode};
+
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 pub const SIGNATURE_HEADER: &str = "webhook-signature";
@@ -33,16 +35,21 @@ impl std::fmt::Debug for WebhookSecret {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a webhook secret is whsec_ followed by base64 of 24 to 64 bytes")]
+#[error("a webhook secret is whsec_ followed by base64 of 24 to 64 bytes (or 32 or more letters and digits, as Secrets Manager generates it)")]
 pub struct SecretFormatError;
 
 impl WebhookSecret {
+    /// `whsec_<base64>`, or the base64 alone when it is at least 32 characters: what Secrets
+    /// Manager generates for the template's signing secret (48 letters and digits), read as
+    /// the Standard Webhooks libraries read a secret without its prefix.
     pub fn parse(s: &str) -> Result<Self, SecretFormatError> {
-        let key = s
-            .trim()
-            .strip_prefix(SECRET_PREFIX)
-            .and_then(|b| STANDARD.decode(b).ok())
-            .ok_or(SecretFormatError)?;
+        let s = s.trim();
+        let encoded = match s.strip_prefix(SECRET_PREFIX) {
+            Some(b) => b,
+            None if s.len() >= 32 && s.chars().all(|c| c.is_ascii_alphanumeric()) => s,
+            None => return Err(SecretFormatError),
+        };
+        let key = STANDARD.decode(encoded).map_err(|_| SecretFormatError)?;
         if !(24..=64).contains(&key.len()) {
             return Err(SecretFormatError);
         }
@@ -132,8 +139,9 @@ pub fn signed_headers<'a>(
     })
 }
 
-/// Where a target's CRM receives leads: an https endpoint and the reference of its signing
-/// secret (`env:NAME` or a Secrets Manager ARN), never the secret itself.
+/// Where a target's CRM receives leads: an https endpoint on a public host (http and local
+/// addresses only in local mode) and the reference of its signing secret (`env:NAME` or a
+/// Secrets Manager ARN), never the secret itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CrmTarget {
@@ -142,19 +150,29 @@ pub struct CrmTarget {
 }
 
 impl CrmTarget {
-    /// What is wrong with the target, if anything: the endpoint must be https (http only for
-    /// localhost), the secret a reference (`env:NAME` or a Secrets Manager ARN).
+    /// What is wrong with the target whatever the deployment, if anything: the endpoint must
+    /// be an https URL (http only to a local host), the secret a reference (`env:NAME` or a Secrets Manager
+    /// ARN). Whether the endpoint is https and public depends on where the configuration runs:
+    /// [`CrmTarget::check_endpoint`], at `leadflow config check`/`push` and at send time.
     pub fn check(&self) -> Result<(), String> {
-        let url = url::Url::parse(&self.endpoint).map_err(|e| format!("endpoint: {e}"))?;
-        let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-        if url.scheme() != "https" && !(url.scheme() == "http" && local) {
-            return Err("endpoint must be https (http only for localhost)".into());
+        self.check_endpoint(EndpointMode::Local)
+            .map_err(|e| format!("endpoint {e}"))?;
+        // Plain http to a public host is wrong wherever the configuration runs; http is only
+        // for a CRM receiver on this machine or network in local mode.
+        if let Err(e @ EndpointError::NotHttps) = self.check_endpoint(EndpointMode::Public) {
+            return Err(format!("endpoint {e}"));
         }
         if !(self.secret.starts_with("env:") || self.secret.starts_with("arn:aws:secretsmanager:"))
         {
             return Err("secret must be a reference: env:NAME or a Secrets Manager ARN".into());
         }
         Ok(())
+    }
+
+    /// The endpoint checked for `mode`: outside local mode https on a public host (see
+    /// [`crate::endpoint`]).
+    pub fn check_endpoint(&self, mode: EndpointMode) -> Result<CheckedEndpoint, EndpointError> {
+        check_endpoint(&self.endpoint, mode)
     }
 
     /// The secret's name when it is a Secrets Manager ARN.
@@ -212,7 +230,14 @@ mod tests {
 
     #[test]
     fn secrets_must_be_whsec_base64() {
-        assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        // Without the prefix only a long run of letters and digits (a generated secret).
+        assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjU+D8ILPZIo2LaLaSw").is_err());
+        assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaL").is_err());
+        let generated = "Ab3dEf7hIj1lMn5pQr9tUv2xYz4bCd6fGh8jKl0nOp2rSt4v";
+        assert_eq!(
+            WebhookSecret::parse(generated).unwrap(),
+            WebhookSecret::parse(&format!("whsec_{generated}")).unwrap()
+        );
         assert!(WebhookSecret::parse("whsec_not base64!").is_err());
         assert!(WebhookSecret::parse("whsec_c2hvcnQ=").is_err());
         assert!(format!("{:?}", WebhookSecret::parse(SECRET).unwrap()).contains(".."));

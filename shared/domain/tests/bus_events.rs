@@ -352,3 +352,108 @@ fn the_checker_catches_bus_event_mistakes() {
         );
     }
 }
+
+/// Keys that hold a lead's contact data or consent proof: none may appear in a bus event
+/// (events sit in queues and DLQs for 14 days; consumers load the lead by its id).
+const CONTACT_KEYS: [&str; 8] = [
+    "lead",
+    "phone",
+    "first_name",
+    "last_name",
+    "consent",
+    "ip",
+    "user_agent",
+    "custom_fields",
+];
+
+/// The keys of `v` at any depth, with the path to each.
+fn keys(v: &Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, inner) in m {
+                out.push(format!("{path}.{k}"));
+                keys(inner, &format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, inner) in a.iter().enumerate() {
+                keys(inner, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn no_event_carries_the_leads_contact_data() {
+    let now = at("2026-11-23T09:15:00Z");
+    let raw: Vec<(String, String)> = [
+        ("email", "lena.huber@example.at"),
+        ("phone", "+43 1 2345678"),
+        ("first_name", "Lena"),
+        ("company", "Huber KG"),
+        ("source", "webinar"),
+        ("consent", "yes"),
+        ("consent_text", "Yes, send me news."),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let submission = SubmissionRules::default()
+        .validate(&raw)
+        .expect("a valid submission");
+    let context = SubmissionContext {
+        ip: Some("203.0.113.77".into()),
+        user_agent: Some("Mozilla/5.0 (TestAgent)".into()),
+    };
+    let captured = Lead::capture(LeadId::new_at(now), submission, &context, now);
+    assert!(captured.lead.consent.is_some() && captured.lead.phone.is_some());
+    let mut events: Vec<(String, Value)> = captured
+        .change
+        .events
+        .iter()
+        .map(|e| {
+            let envelope = EventEnvelope::new(captured.lead.id, now, e.clone());
+            (
+                format!("captured {}", e.name()),
+                serde_json::to_value(envelope).unwrap(),
+            )
+        })
+        .collect();
+    assert!(!events.is_empty());
+    events.extend(examples().iter().map(|e| {
+        (
+            format!("a {} built in Rust", kind(&e.event)),
+            serde_json::to_value(e).unwrap(),
+        )
+    }));
+    events.extend(
+        samples()
+            .into_iter()
+            .map(|(name, s)| (format!("events/bus/{name}.json"), s["detail"].clone())),
+    );
+    for (what, event) in &events {
+        let text = event.to_string();
+        for value in [
+            "lena.huber@example.at",
+            "+43 1 2345678",
+            "203.0.113.77",
+            "TestAgent",
+        ] {
+            assert!(!text.contains(value), "{what} carries {value:?}: {text}");
+        }
+        let mut found = Vec::new();
+        keys(event, "$", &mut found);
+        for key in &found {
+            let last = key.rsplit('.').next().unwrap_or_default();
+            assert!(
+                !CONTACT_KEYS.contains(&last),
+                "{what}: {key} is contact data, which stays in the table"
+            );
+        }
+    }
+    // The lead itself travels by id.
+    let captured_event = &events[0].1;
+    assert_eq!(captured_event["lead_id"], captured.lead.id.to_string());
+    assert_eq!(captured_event["source"], "webinar");
+}

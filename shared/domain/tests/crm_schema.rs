@@ -66,9 +66,8 @@ fn score(
     let mut state = ScoreState::default();
     let mut activities = Vec::new();
     for e in events {
-        let mut e = e.clone();
-        e["lead_id"] = json!(lead.id);
-        let event = TrackedEvent::parse(&e, now).expect("a valid tracked event");
+        let server = leadflow_domain::tracking::Reporter::Server { lead_id: lead.id };
+        let event = TrackedEvent::parse(e, server, now).expect("a valid tracked event");
         let applied = state.apply(model, &event.behaviour());
         activities.push(Activity {
             event,

@@ -57,6 +57,18 @@ impl Answer {
         a
     }
 
+    /// 503 with Retry-After for a batch of tracked events the queue did not take: nothing was
+    /// queued, and the event ids make sending the same batch again safe. `cause` is logged.
+    pub fn events_not_queued(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "tracked events not queued");
+        let mut a = Self::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "events cannot be queued right now; retry the batch (event ids make that safe)",
+        );
+        a.headers.push(("retry-after".into(), "1".into()));
+        a
+    }
+
     /// 500: something no retry mends (stored data that cannot be read, a bug). The caller
     /// gets an error id to report; the log has the cause under the same id.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {

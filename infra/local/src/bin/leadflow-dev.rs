@@ -49,7 +49,8 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     // Deliveries to a local CRM receiver are signed with a known development secret unless
-    // one is given (config: env:CRM_WEBHOOK_SECRET).
+    // one is given: the local stack puts it into the template's signing secret on the
+    // emulator's Secrets Manager (config: env:CRM_WEBHOOK_SECRET).
     if !args
         .params
         .iter()
@@ -116,6 +117,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let described = serde_json::json!({ "endpoint": emulator.endpoint(), "region": m.region, "table": table, "stack_name": m.stack_name, "bus": m.resource("LeadBus"), "queues": { "CrmWebhookQueue": m.resource("CrmWebhookQueue"), "CrmWebhookDLQ": m.resource("CrmWebhookDLQ") } });
     std::fs::create_dir_all(dev_stack.parent().unwrap_or(&dev_stack))?;
     std::fs::write(&dev_stack, serde_json::to_string_pretty(&described)?)?;
+    // For running one handler on its own: `cargo lambda watch --env-file .local/env/<binary>.env`.
+    let env_dir = leadflow_local::workspace_root().join(".local/env");
+    leadflow_local::env_files::write_all(m, &env_dir)?;
     let config = leadflow_local::config::ensure_active(&stack).await?;
 
     println!("leadflow local stack");
