@@ -15,6 +15,7 @@ mod local_stack;
 mod openapi;
 mod outbox;
 mod rate_limit;
+mod requests;
 mod routing;
 mod sales_api;
 mod scoring;

@@ -13,7 +13,7 @@ use crm_callback::CrmCallback;
 use crm_webhook::deliver::Deliver;
 use lambda_http::{Body, Request, Response};
 use lead_api::LeadApi;
-use leadflow_aws::Clients;
+use leadflow_aws::{Clients, RequestCounts};
 use leadflow_lambda::config::{ConfigError, Env};
 use leadflow_lambda::run::{HttpFunction, ScheduledFunction, SqsFunction};
 use outbox_relay::OutboxRelay;
@@ -85,12 +85,13 @@ fn schedule<F: ScheduledFunction + 'static>(f: F) -> Option<ScheduleHandler> {
 }
 
 /// Builds every function of the manifest against the emulator described by `sdk`; the
-/// functions share one set of SDK clients.
+/// functions share one set of SDK clients, which count their requests in `counts`.
 pub fn build(
     manifest: &Manifest,
     sdk: &aws_config::SdkConfig,
+    counts: &RequestCounts,
 ) -> Result<BTreeMap<String, LocalFunction>, BuildError> {
-    let aws = Clients::new(sdk.clone());
+    let aws = Clients::counted(sdk.clone(), counts.clone());
     let mut out = BTreeMap::new();
     for (logical_id, spec) in &manifest.functions {
         let mut vars: BTreeMap<String, String> = spec.environment.clone().into_iter().collect();

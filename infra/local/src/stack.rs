@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use leadflow_aws::RequestCounts;
+
 use crate::functions::{self, LocalFunction, ScheduleHandler};
 use crate::http::Router;
 use crate::manifest::{Manifest, ProvisionError};
@@ -34,6 +36,9 @@ pub struct LocalStack {
     pub sdk: aws_config::SdkConfig,
     /// By binary name (`capture-form`, ...).
     pub functions: BTreeMap<String, LocalFunction>,
+    /// The AWS requests of the functions' SDK clients, by service and operation (not those of
+    /// the pollers, schedules or `sdk`, which stand in for AWS itself or for a test).
+    pub requests: RequestCounts,
 }
 
 /// A schedule the local stack runs.
@@ -103,11 +108,13 @@ impl LocalStack {
         if let Some(value) = webhook_secret.filter(|v| !v.is_empty()) {
             set_webhook_secret(&manifest, &sdk, &value).await?;
         }
-        let functions = functions::build(&manifest, &sdk)?;
+        let requests = RequestCounts::new();
+        let functions = functions::build(&manifest, &sdk, &requests)?;
         Ok(Self {
             manifest,
             sdk,
             functions,
+            requests,
         })
     }
 
@@ -119,7 +126,7 @@ impl LocalStack {
                 *v = value.to_owned();
             }
         }
-        self.functions = functions::build(&self.manifest, &self.sdk)?;
+        self.functions = functions::build(&self.manifest, &self.sdk, &self.requests)?;
         Ok(())
     }
 
@@ -130,7 +137,7 @@ impl LocalStack {
             spec.environment
                 .insert(functions::LOCAL_MODE_VAR.to_owned(), "false".to_owned());
         }
-        self.functions = functions::build(&self.manifest, &self.sdk)?;
+        self.functions = functions::build(&self.manifest, &self.sdk, &self.requests)?;
         Ok(())
     }
 

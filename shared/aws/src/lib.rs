@@ -12,6 +12,7 @@ pub mod dynamo;
 pub mod eventbridge;
 #[cfg(feature = "dynamodb")]
 pub mod rate_limit_store;
+pub mod request_counts;
 #[cfg(feature = "dynamodb")]
 pub mod routing_state;
 #[cfg(feature = "dynamodb")]
@@ -31,6 +32,7 @@ pub use aws_sdk_eventbridge;
 pub use aws_sdk_secretsmanager;
 #[cfg(feature = "sqs")]
 pub use aws_sdk_sqs;
+pub use request_counts::RequestCounts;
 
 /// Loads the SDK configuration from the environment (region, credentials, and
 /// `AWS_ENDPOINT_URL`, which points every client at an emulator such as moto or LocalStack;
@@ -46,6 +48,18 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// local stack shares one set among all its functions.
 pub struct Clients {
     sdk: aws_config::SdkConfig,
+    /// Where the clients report their requests: set by the local stack only, so a Lambda
+    /// function's clients carry no interceptor.
+    #[cfg_attr(
+        not(any(
+            feature = "dynamodb",
+            feature = "eventbridge",
+            feature = "sqs",
+            feature = "secretsmanager"
+        )),
+        allow(dead_code)
+    )]
+    counts: Option<RequestCounts>,
     #[cfg(feature = "dynamodb")]
     dynamodb: std::sync::OnceLock<aws_sdk_dynamodb::Client>,
     #[cfg(feature = "eventbridge")]
@@ -60,6 +74,7 @@ impl Clients {
     pub fn new(sdk: aws_config::SdkConfig) -> Self {
         Self {
             sdk,
+            counts: None,
             #[cfg(feature = "dynamodb")]
             dynamodb: Default::default(),
             #[cfg(feature = "eventbridge")]
@@ -76,39 +91,71 @@ impl Clients {
         Self::new(sdk_config().await)
     }
 
+    /// Clients that count every request they send in `counts` (tests and benches).
+    pub fn counted(sdk: aws_config::SdkConfig, counts: RequestCounts) -> Self {
+        Self {
+            counts: Some(counts),
+            ..Self::new(sdk)
+        }
+    }
+
     pub fn sdk(&self) -> &aws_config::SdkConfig {
         &self.sdk
     }
 
     #[cfg(feature = "dynamodb")]
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        let sdk = &self.sdk;
+        let (sdk, counts) = (&self.sdk, &self.counts);
         self.dynamodb
-            .get_or_init(|| aws_sdk_dynamodb::Client::new(sdk))
+            .get_or_init(|| {
+                let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
+                if let Some(counts) = counts {
+                    config = config.interceptor(counts.interceptor());
+                }
+                aws_sdk_dynamodb::Client::from_conf(config.build())
+            })
             .clone()
     }
 
     #[cfg(feature = "eventbridge")]
     pub fn eventbridge(&self) -> aws_sdk_eventbridge::Client {
-        let sdk = &self.sdk;
+        let (sdk, counts) = (&self.sdk, &self.counts);
         self.eventbridge
-            .get_or_init(|| aws_sdk_eventbridge::Client::new(sdk))
+            .get_or_init(|| {
+                let mut config = aws_sdk_eventbridge::config::Builder::from(sdk);
+                if let Some(counts) = counts {
+                    config = config.interceptor(counts.interceptor());
+                }
+                aws_sdk_eventbridge::Client::from_conf(config.build())
+            })
             .clone()
     }
 
     #[cfg(feature = "sqs")]
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
-        let sdk = &self.sdk;
+        let (sdk, counts) = (&self.sdk, &self.counts);
         self.sqs
-            .get_or_init(|| aws_sdk_sqs::Client::new(sdk))
+            .get_or_init(|| {
+                let mut config = aws_sdk_sqs::config::Builder::from(sdk);
+                if let Some(counts) = counts {
+                    config = config.interceptor(counts.interceptor());
+                }
+                aws_sdk_sqs::Client::from_conf(config.build())
+            })
             .clone()
     }
 
     #[cfg(feature = "secretsmanager")]
     pub fn secretsmanager(&self) -> aws_sdk_secretsmanager::Client {
-        let sdk = &self.sdk;
+        let (sdk, counts) = (&self.sdk, &self.counts);
         self.secretsmanager
-            .get_or_init(|| aws_sdk_secretsmanager::Client::new(sdk))
+            .get_or_init(|| {
+                let mut config = aws_sdk_secretsmanager::config::Builder::from(sdk);
+                if let Some(counts) = counts {
+                    config = config.interceptor(counts.interceptor());
+                }
+                aws_sdk_secretsmanager::Client::from_conf(config.build())
+            })
             .clone()
     }
 }
