@@ -78,6 +78,149 @@ def make_dynamodb_writes_atomic() -> None:
         setattr(DynamoDBBackend, name, locked)
 
 
+def make_sqs_receive_cheap() -> None:
+    """Check a received message's retention without rebuilding every queue attribute.
+
+    For each message it hands out, moto's ReceiveMessage asks for the queue's retention period
+    through get_queue_attributes, which computes all attributes, counting the queue's messages
+    several times over (ApproximateNumberOfMessages and friends). Profiled under the load bench
+    (docs/performance.md, "Load bench") that was 27.6 % of the emulator's core, growing with
+    the square of the backlog. The retention period is a plain field of the queue: read it.
+    """
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    def is_message_valid_based_on_retention_period(self, queue_name, message):
+        queue = self.get_queue(queue_name)
+        return int(queue.message_retention_period) + message.sent_timestamp / 1000 > unix_time()
+
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
+
+
+def make_sqs_send_cheap() -> None:
+    """Send a message without counting the queue's messages three times.
+
+    moto's SendMessage reads one queue attribute (ContentBasedDeduplication) through
+    `Queue.attributes`, which also computes ApproximateNumberOfMessages, ...Delayed and
+    ...NotVisible by scanning every message of the queue. Profiled under the load bench
+    (docs/performance.md, "Load bench"), EventBridge rule deliveries spent about 12 % of the
+    emulator's core there. While this thread sends, those three counts (which sending never
+    uses) answer 0; GetQueueAttributes and everything else still count.
+    """
+    from moto.sqs.models import Queue, SQSBackend
+
+    sending = threading.local()
+    for name in (
+        "approximate_number_of_messages",
+        "approximate_number_of_messages_delayed",
+        "approximate_number_of_messages_not_visible",
+    ):
+        count = getattr(Queue, name).fget
+
+        def counted(self, __count=count):
+            return 0 if getattr(sending, "active", False) else __count(self)
+
+        setattr(Queue, name, property(counted))
+    send = SQSBackend.send_message
+
+    def send_message(self, *args, **kwargs):
+        sending.active = True
+        try:
+            return send(self, *args, **kwargs)
+        finally:
+            sending.active = False
+
+    SQSBackend.send_message = send_message
+
+
+def make_table_queries_use_their_partition() -> None:
+    """Answer a query on the table's own key from that partition, not from the whole table.
+
+    moto's Table.query (without an index) lists and sorts every item of the table, then keeps
+    those of the queried partition key: a lead's timeline read costs the size of the table.
+    While this thread runs such a query, Table.all_items returns only the partition's items
+    (sorted the same way), which is all the query keeps anyway. Index queries are unchanged.
+    """
+    from moto.dynamodb.models.table import Table
+
+    partition = threading.local()
+    query = Table.query
+    all_items = Table.all_items
+
+    def query_by_partition(self, hash_key, *args, **kwargs):
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name or hash_key is None:
+            return query(self, hash_key, *args, **kwargs)
+        partition.key = (self, hash_key)
+        try:
+            return query(self, hash_key, *args, **kwargs)
+        finally:
+            partition.key = None
+
+    def items_of_partition(self):
+        key = getattr(partition, "key", None)
+        if key is None or key[0] is not self:
+            return all_items(self)
+        hash_set = self.items.get(key[1])
+        if hash_set is None:
+            return []
+        items = list(hash_set.values()) if self.range_key_attr else [hash_set]
+        return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+    Table.query = query_by_partition
+    Table.all_items = items_of_partition
+
+
+def make_event_templates_cheap() -> None:
+    """Parse each EventBridge input path once, not on every delivery.
+
+    moto turns every event a rule delivers into its target's input through jsonpath_ng, and
+    builds a new JSONPath parser (a yacc table) for each path of each delivery: about 13 % of
+    the emulator's core under the load bench. The paths are a handful of constants; parsed
+    expressions are immutable, so they are cached.
+    """
+    import functools
+
+    import jsonpath_ng.ext
+
+    jsonpath_ng.ext.parse = functools.lru_cache(maxsize=256)(jsonpath_ng.ext.parse)
+
+
+def make_dispatch_cached() -> None:
+    """Find a request's service once per (region, service, API family), not on every request.
+
+    moto's server picks the backend of each request in `get_application`, under one global
+    lock, by trying every service's URL patterns and then reading the signature's credential
+    scope. Profiled under the load bench (docs/performance.md, "Load bench") that was about 9 %
+    of the emulator's core once SQS and DynamoDB were cheaper, and it holds the lock meanwhile.
+    For the services whose backend follows from the credential scope alone (and, for DynamoDB,
+    the X-Amz-Target family), the answer never changes, so it is remembered; everything else
+    (S3, Lambda, CloudFormation, moto's own API, ...) still goes through moto's dispatch.
+    """
+    import re
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.get_application
+    scope = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+    by_scope = {"dynamodb", "sqs", "events", "secretsmanager", "sts"}
+
+    def get_application(self, environ):
+        found = scope.search(environ.get("HTTP_AUTHORIZATION", ""))
+        path = environ.get("PATH_INFO", "")
+        if found is None or found.group(2) not in by_scope or path.startswith(("/moto-api", "/latest/")):
+            return original(self, environ)
+        key = (found.group(1), found.group(2), environ.get("HTTP_X_AMZ_TARGET", "").split(".")[0])
+        apps = self.__dict__.setdefault("_leadflow_apps_by_scope", {})
+        app = apps.get(key)
+        if app is None:
+            # Two threads may both miss: both get the same app from moto; a dict write is atomic.
+            app = apps[key] = original(self, environ)
+        return app
+
+    DomainDispatcherApplication.get_application = get_application
+
+
 def make_transactions_cheap() -> None:
     """Roll back a cancelled TransactWriteItems by item, not by copying the table.
 
@@ -204,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     make_dynamodb_writes_atomic()
+    make_sqs_receive_cheap()
+    make_sqs_send_cheap()
+    make_table_queries_use_their_partition()
+    make_event_templates_cheap()
+    make_dispatch_cached()
     try:
         app, server = make_server(args.host, args.port)
     except OSError as exc:
