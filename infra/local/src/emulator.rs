@@ -79,6 +79,11 @@ impl Emulator {
     pub fn is_owned(&self) -> bool {
         self.child.is_some()
     }
+
+    /// The emulator's process id, when this process started it (benches read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl Drop for Emulator {

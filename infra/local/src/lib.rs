@@ -5,6 +5,7 @@
 //! tests both use it.
 
 pub mod config;
+pub mod cpu;
 pub mod emulator;
 pub mod env_files;
 pub mod functions;

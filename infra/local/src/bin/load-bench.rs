@@ -36,6 +36,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use leadflow_domain::webhook::{self, WebhookSecret};
+use leadflow_local::cpu::cpu_seconds;
 use leadflow_local::stack::WEBHOOK_SECRET_PARAM;
 use leadflow_local::{Emulator, LocalStack};
 use serde_json::{json, Value};
@@ -549,37 +550,6 @@ fn client_address(client: usize) -> IpAddr {
 }
 
 // ---------------------------------------------------------------------------------------------
-// CPU time (Linux /proc), as sla-bench measures it.
-
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
-/// The emulator this process started: its child process.
-fn emulator_pid() -> Option<String> {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.chars().all(|c| c.is_ascii_digit()))
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = s[s.rfind(')')? + 2..].to_owned();
-                    rest.split_whitespace().nth(1).map(|p| p == me)
-                })
-                .unwrap_or(false)
-        })
-}
-
-// ---------------------------------------------------------------------------------------------
 
 async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     let machine = Machine::here();
@@ -609,7 +579,7 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let emulator =
         tokio::task::spawn_blocking(|| Emulator::from_env_or_start("127.0.0.1", 0)).await??;
-    let emulator_pid = emulator.is_owned().then(emulator_pid).flatten();
+    let emulator_pid = emulator.pid().map(|p| p.to_string());
     let secret_value = format!(
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(

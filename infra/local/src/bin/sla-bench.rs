@@ -30,6 +30,7 @@ use leadflow_domain::routing::{self, RoutingFacts};
 use leadflow_domain::scoring::{Grade, Points, ScoreBand, Temperature};
 use leadflow_domain::{Lead, LeadId, Qualification, Stage, SubmissionRules};
 use leadflow_lambda::active_config::ActiveConfig;
+use leadflow_local::cpu::cpu_seconds;
 use leadflow_local::{Emulator, LocalStack};
 use sla_tick::{SlaTick, TickSettings};
 
@@ -110,37 +111,6 @@ async fn main() -> ExitCode {
     }
 }
 
-/// CPU seconds (user + system) a process has used, from /proc (Linux; clock ticks of 1/100 s).
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: count fields after it.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after the name and state.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
-/// The emulator process this one started (moto, run by Python): our child process.
-fn emulator_pid() -> Option<String> {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.chars().all(|c| c.is_ascii_digit()))
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = s[s.rfind(')')? + 2..].to_owned();
-                    rest.split_whitespace().nth(1).map(|p| p == me)
-                })
-                .unwrap_or(false)
-        })
-}
-
 /// CPU seconds of this process and of the emulator, for the note at the end.
 struct Cpu {
     bench: Option<f64>,
@@ -190,11 +160,7 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let emulator =
         tokio::task::spawn_blocking(|| Emulator::from_env_or_start("127.0.0.1", 0)).await??;
-    let emulator_pid = if emulator.is_owned() {
-        emulator_pid()
-    } else {
-        None
-    };
+    let emulator_pid = emulator.pid().map(|p| p.to_string());
     let stack_name = format!(
         "sla-bench-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
