@@ -31,6 +31,17 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or(here)
 }
 
+/// Human-readable logs for the local binaries (`cargo dev`, the benches): `RUST_LOG` if set,
+/// else `default` (e.g. "info", or "warn" where per-batch info lines would drown the report).
+pub fn init_logs(default: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
 /// The region everything local runs in.
 pub const LOCAL_REGION: &str = "us-east-1";
 

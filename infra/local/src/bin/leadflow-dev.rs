@@ -71,12 +71,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    leadflow_local::init_logs("info");
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -113,12 +113,7 @@ async fn main() -> ExitCode {
         }
     };
     // The pollers log every batch at info; failures (warnings) still show.
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    leadflow_local::init_logs("warn");
     match run(args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

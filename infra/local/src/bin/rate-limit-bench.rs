@@ -49,12 +49,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    leadflow_local::init_logs("warn");
     match run(requests).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -95,12 +95,7 @@ async fn main() -> ExitCode {
         }
     };
     // Failed steps are logged by sla-tick as warnings; the per-step info lines are not shown.
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    leadflow_local::init_logs("warn");
     match run(args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
