@@ -32,7 +32,7 @@ use serde_norway::Value;
 
 /// What each adapter method does, as IAM sees it: (action, key). For DynamoDB the key is the
 /// `dynamodb:LeadingKeys` pattern of the partition key (`LEAD#*`, or `CONFIG` exactly), prefixed
-/// by the index for index queries (`gsi1:OUTBOX`); other services have no key. Checked against
+/// by the index for index queries (`gsi1:OUTBOX*`); other services have no key. Checked against
 /// the sources by `the_adapter_table_matches_the_sources`.
 const ADAPTERS: &[(&str, &[(&str, &str)])] = &[
     ("LeadStore::get", &[("dynamodb:GetItem", "LEAD#*")]),
@@ -76,7 +76,12 @@ const ADAPTERS: &[(&str, &[(&str, &str)])] = &[
         "CrmLinks::lead_by_external_id",
         &[("dynamodb:GetItem", "CRMREF#*")],
     ),
-    ("Outbox::due", &[("dynamodb:Query", "gsi1:OUTBOX")]),
+    (
+        // Every shard `OUTBOX#<NN>` and, until a release drops it, the partition `OUTBOX` of
+        // items written before sharding: one key builder spells both.
+        "Outbox::due",
+        &[("dynamodb:Query", "gsi1:OUTBOX*")],
+    ),
     ("Outbox::claim", &[("dynamodb:UpdateItem", "OUTBOX#*")]),
     ("Outbox::complete", &[("dynamodb:DeleteItem", "OUTBOX#*")]),
     (
@@ -123,15 +128,12 @@ const ADAPTERS: &[(&str, &[(&str, &str)])] = &[
     ),
     ("ScoreStore::score", &[("dynamodb:GetItem", "LEAD#*")]),
     (
-        // Marker, score, activity, segment members and outbox items in one transaction; the
-        // marker is read when an emulator cancels without reasons.
+        // The score record alone, or in one transaction with segment members and outbox items.
         "ScoreStore::write_score",
         &[
-            ("dynamodb:PutItem", "EVENT#*"),
             ("dynamodb:PutItem", "LEAD#*"),
             ("dynamodb:PutItem", "SEG#*"),
             ("dynamodb:PutItem", "OUTBOX#*"),
-            ("dynamodb:GetItem", "EVENT#*"),
         ],
     ),
     (
@@ -167,8 +169,9 @@ const ADAPTERS: &[(&str, &[(&str, &str)])] = &[
         &[("dynamodb:GetItem", "ANON#*")],
     ),
     (
+        // Kept in the score record.
         "ScoreStore::recent_activities",
-        &[("dynamodb:Query", "LEAD#*")],
+        &[("dynamodb:GetItem", "LEAD#*")],
     ),
     ("ScoreStore::segment_page", &[("dynamodb:Query", "SEG#*")]),
     (
@@ -185,10 +188,11 @@ const ADAPTERS: &[(&str, &[(&str, &str)])] = &[
         &[("dynamodb:DeleteItem", "LEAD#*")],
     ),
     (
-        // Waits due, by the index (keys only), each then read from its item.
+        // Waits due, by the index (keys only; every shard `ROUTEWAIT#<NN>` and the partition
+        // `ROUTEWAIT` of waits parked before sharding), each then read from its item.
         "RoutingWaits::waits_due",
         &[
-            ("dynamodb:Query", "gsi2:ROUTEWAIT"),
+            ("dynamodb:Query", "gsi2:ROUTEWAIT*"),
             ("dynamodb:GetItem", "LEAD#*"),
         ],
     ),
@@ -240,7 +244,10 @@ const EVENT_SOURCE_ACTIONS: &[&str] = &[
 /// configuration; `leadflow config push` is run by an operator, not by a function).
 const GUARDED_WRITES: &[(&str, &[&str])] = &[
     ("CONFIG", &[]),
-    ("ROUTING#", &["RouteFunction", "SlaTickFunction"]),
+    (
+        "ROUTING#",
+        &["RouteFunction", "ScoreEventFunction", "SlaTickFunction"],
+    ),
 ];
 
 const WRITE_ACTIONS: &[&str] = &[
@@ -978,19 +985,45 @@ fn direct_operations(binary: &str) -> BTreeSet<String> {
 }
 
 /// The port methods a function crate reaches (see the module comment).
+/// `binary` and every function crate it depends on, directly or through another one (by the
+/// `<crate>.workspace = true` lines of their Cargo.toml).
+fn function_crates(binary: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut todo = vec![binary.to_owned()];
+    while let Some(name) = todo.pop() {
+        if !found.insert(name.clone()) {
+            continue;
+        }
+        let manifest = root().join("functions").join(&name).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)
+            .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+        for line in text.lines() {
+            let dep = line.split(['.', ' ', '=']).next().unwrap_or_default();
+            if !dep.is_empty() && dep != name && root().join("functions").join(dep).is_dir() {
+                todo.push(dep.to_owned());
+            }
+        }
+    }
+    found
+}
+
 fn reached_methods(binary: &str) -> BTreeSet<String> {
     let table = adapter_table();
     let traits: BTreeSet<&str> = table
         .keys()
         .map(|m| m.split("::").next().unwrap_or_default())
         .collect();
-    let dir = root().join("functions").join(binary).join("src");
+    // The function's own sources, and those of the function crates it runs as a library
+    // (score-event qualifies and routes through qualify and route; sla-tick routes).
     let mut own = String::new();
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            own.push_str(&load(&path).code);
-            own.push('\n');
+    for crate_name in function_crates(binary) {
+        let dir = root().join("functions").join(&crate_name).join("src");
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                own.push_str(&load(&path).code);
+                own.push('\n');
+            }
         }
     }
     let named: BTreeSet<&str> = traits

@@ -20,6 +20,7 @@ mod routing;
 mod sales_api;
 mod scoring;
 mod sla;
+mod soak;
 mod support;
 mod template;
 mod tracking;

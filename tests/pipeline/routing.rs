@@ -282,3 +282,106 @@ async fn rules_partners_staging_leave_caps_and_the_default_pool() {
         .unwrap_or_default()
         .contains("rule austria"));
 }
+
+/// Parked leads are listed by their lead's shard (`ROUTEWAIT#<NN>`), so an incident that parks
+/// every MQL does not write one partition: leads parked in many shards, and one parked before
+/// sharding (`ROUTEWAIT`), are all tried again by one tick reading small pages across them.
+#[tokio::test(flavor = "multi_thread")]
+async fn parked_leads_in_every_shard_are_all_tried_again() {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    use leadflow_domain::ports::{sla_shard, RoutingWaits};
+    use leadflow_domain::routing::{RoutingWait, WaitReason};
+    use sla_tick::{SlaTick, TickSettings};
+
+    let (app, _) = app_with(
+        r#"  default_pool: team
+  owners:
+    - { id: anna, name: Anna, email: anna@example.com }
+  pools:
+    - { id: team, members: [anna] }
+"#,
+    )
+    .await;
+    let store = app.store();
+    let now = Utc::now();
+    let mut leads = Vec::new();
+    for i in 0..20 {
+        leads.push(
+            mql(
+                &app,
+                &format!("parked{i}@example.com"),
+                &[],
+                Grade::B,
+                Temperature::Warm,
+            )
+            .await,
+        );
+    }
+    let wait = |lead_id| RoutingWait {
+        lead_id,
+        reason: WaitReason::NoRoutingConfig,
+        since: now,
+        until: now,
+        tries: 1,
+    };
+    let (old, parked) = leads.split_last().expect("leads");
+    for lead in parked {
+        store.park(&wait(*lead)).await.unwrap();
+    }
+    // One wait as the release before sharding parked it.
+    app.dynamo
+        .put_item()
+        .table_name(app.table())
+        .item("pk", S(format!("LEAD#{old}")))
+        .item("sk", S("ROUTEWAIT".into()))
+        .item("entity", S("routing_wait".into()))
+        .item("gsi2pk", S("ROUTEWAIT".into()))
+        .item(
+            "gsi2sk",
+            S(format!("{}#{old}", leadflow_aws::dynamo::sortable(now))),
+        )
+        .item("wait", S(serde_json::to_string(&wait(*old)).unwrap()))
+        .send()
+        .await
+        .expect("an unsharded routing wait");
+    let items = app.items("routing_wait").await;
+    assert_eq!(items.len(), leads.len());
+    let mut shards = std::collections::BTreeSet::new();
+    for item in &items {
+        let pk = crate::support::s(item, "pk");
+        let lead: LeadId = pk.trim_start_matches("LEAD#").parse().unwrap();
+        let gsi2pk = crate::support::s(item, "gsi2pk");
+        if lead != *old {
+            assert_eq!(gsi2pk, format!("ROUTEWAIT#{:02}", sla_shard(lead)));
+        }
+        shards.insert(gsi2pk.to_owned());
+    }
+    // 19 random lead ids all in one of 16 shards: a chance of about 1e-22.
+    assert!(shards.len() > 2, "spread over shards: {shards:?}");
+
+    let tick = SlaTick::new(
+        app.store(),
+        EventBridgePublisher::new(app.events.clone(), app.resource("LeadBus")),
+        ActiveConfig::new(app.store(), std::time::Duration::ZERO),
+        // Pages smaller than the shards: the cursor carries every shard's place.
+        TickSettings {
+            page: 3,
+            ..TickSettings::DEFAULT
+        },
+    );
+    let report = tick
+        .run_at(now + Duration::minutes(1))
+        .await
+        .expect("the tick runs");
+    assert_eq!(
+        (report.routed, report.still_waiting, report.failed),
+        (leads.len(), 0, 0),
+        "{report:?}"
+    );
+    for lead in &leads {
+        let lead = store.get(*lead).await.unwrap().unwrap();
+        assert_eq!(owner_of(&lead), "anna");
+        assert!(store.routing_wait(lead.id).await.unwrap().is_none());
+    }
+    assert!(app.items("routing_wait").await.is_empty());
+}

@@ -1,3 +1,6 @@
+// The handler future nests deeply (outbox scan, lead and publisher calls): layout needs room.
+#![recursion_limit = "256"]
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let (aws, env) = leadflow_lambda::start().await;

@@ -5,6 +5,16 @@
 //! Stages only move forward here, and the change is written under the lead's version, so of two
 //! deliveries (duplicates, out of order) only one can make a transition, and `LeadQualified` is
 //! announced exactly once per move to MQL.
+//!
+//! # Qualifying and routing where the score changed
+//! score-event does not wait for `LeadScored` to cross the bus: it runs this qualification
+//! and then route's ([`Qualify::qualify`] hands over the lead to route) after each lead's
+//! scoring, in the same invocation (`score_event::QualifyAndRoute`), so a lead that turns MQL on a tracked
+//! event is routed before the invocation ends, and only `LeadRouted` crosses the bus on the way
+//! to the CRM (docs/performance.md, "Latency budget"). Every event is still published for
+//! subscribers. A redelivered message runs the chain again: qualification changes nothing the
+//! second time, and routing still routes a lead that is an MQL without an owner (the first run
+//! may have stopped in between), so nothing is skipped and nothing is done twice.
 
 use std::convert::Infallible;
 
@@ -45,7 +55,7 @@ where
         let event = leadflow_event(message.body.as_deref().unwrap_or_default())?;
         match event.event {
             LeadEvent::LeadCaptured { .. } | LeadEvent::LeadScored { .. } => {
-                self.qualify(event.lead_id, now).await
+                self.qualify(event.lead_id, now).await.map(|_| ())
             }
             _ => Ok(()),
         }
@@ -65,8 +75,13 @@ where
         }
     }
 
-    /// Brings the lead's stage and qualification up to date with its score at `now`.
-    pub async fn qualify(&self, lead_id: LeadId, now: DateTime<Utc>) -> Result<(), RecordError> {
+    /// Brings the lead's stage and qualification up to date with its score at `now`. Returns
+    /// the lead, as stored, when it awaits routing (an MQL without an owner).
+    pub async fn qualify(
+        &self,
+        lead_id: LeadId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Lead>, RecordError> {
         let loaded = self.config.get().await.map_err(RecordError::retryable)?;
         let state = self
             .store
@@ -80,16 +95,21 @@ where
             Ok::<_, Infallible>(match lead.qualify(&score, loaded.version, now) {
                 Some(change) => {
                     let moved = (lead.stage != before).then_some(lead.stage);
-                    Decision::store(lead, change, moved)
+                    Decision::store(lead, change, (moved, None))
                 }
-                None => Decision::Keep(None),
+                // Unchanged, but maybe still to route (an earlier run stopped before routing).
+                None => Decision::Keep((None, lead.awaits_routing().then_some(lead))),
             })
         })
         .await?;
-        if let Some(stage) = updated.outcome {
+        let (moved, unchanged) = updated.outcome;
+        if let Some(stage) = moved {
             tracing::info!(lead_id = %lead_id, stage = %stage, "lead qualified");
         }
         deliver(&self.store, &self.publisher, &updated.events).await;
-        Ok(())
+        Ok(updated
+            .stored
+            .or(unchanged)
+            .filter(|lead| lead.awaits_routing()))
     }
 }

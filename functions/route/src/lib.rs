@@ -6,6 +6,11 @@
 //! domain's (`RoutingConfig::plan`, `RoutingPlan::candidate`, `routing::decide`); this function
 //! takes the turns and caps, which are shared state.
 //!
+//! A lead that turns MQL on a tracked event is routed by score-event within the same
+//! invocation (`score_event::QualifyAndRoute`, [`Route::route_read`]); its `LeadQualified` still
+//! reaches this function, which finds it routed and does nothing. Leads qualified on capture
+//! are routed here.
+//!
 //! Turns come from an atomic counter per pool, so shares are exact under any concurrency. The
 //! assignment is written under the lead's version and only if the lead has none, so a
 //! redelivered `LeadQualified` assigns nothing twice. `LeadRouted` carries the assignment with
@@ -95,6 +100,12 @@ where
 
     pub async fn route(&self, lead_id: LeadId, now: DateTime<Utc>) -> Result<Routed, RecordError> {
         let lead = lead_of(&self.store, lead_id).await?;
+        self.route_read(lead, now).await
+    }
+
+    /// Routes a lead already read (as stored, with its version): qualify hands over the lead it
+    /// has just written, in the same invocation.
+    pub async fn route_read(&self, lead: Lead, now: DateTime<Utc>) -> Result<Routed, RecordError> {
         if !lead.awaits_routing() {
             // Routed before (a redelivery), or sales/marketing moved it on meanwhile.
             return Ok(Routed::NotAwaiting);

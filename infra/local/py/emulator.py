@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 # Services a leadflow stack uses. moto builds each service's request router on its first request,
@@ -46,6 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--ready-timeout", type=float, default=30.0, help="seconds to wait for the server to answer (default 30)"
+    )
+    # Set by the main process on the second one it starts (split_dynamodb); not for users.
+    parser.add_argument("--role", choices=("dynamodb",), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--single-process",
+        action="store_true",
+        help="serve DynamoDB in this process too, instead of in a second emulator process (see split_dynamodb)",
     )
     return parser.parse_args(argv)
 
@@ -186,6 +194,278 @@ def make_event_templates_cheap() -> None:
     jsonpath_ng.ext.parse = functools.lru_cache(maxsize=256)(jsonpath_ng.ext.parse)
 
 
+# Services answered by another emulator process: signing name -> its base URL (split_dynamodb).
+FORWARDED: dict[str, str] = {}
+# What `GET /_leadflow/endpoints` answers: where each forwarded service is served directly, and
+# the pid of the process serving it (benches read its CPU time).
+ENDPOINTS: dict[str, dict[str, object]] = {}
+ENDPOINTS_PATH = "/_leadflow/endpoints"
+
+
+def split_dynamodb(host: str, ready_timeout: float, verbose: bool):
+    """Serve DynamoDB from a second emulator process, so that it has a core of its own.
+
+    moto runs every service in one Python process under one interpreter lock: under the load
+    bench (docs/performance.md, "Load bench") it sat at 100 % of one core while the other core
+    idled. DynamoDB answers most of a lead's requests and needs nothing from the other
+    services, so it moves to a child process of its own. This process keeps answering DynamoDB
+    requests by passing them on (so `aws dynamodb ... --endpoint-url` on the main port still
+    works), tells clients the child's address at `GET /_leadflow/endpoints` (the local stack's
+    SDK clients then go there directly: `AWS_ENDPOINT_URL_DYNAMODB`), and creates every table
+    that CloudFormation creates here in the child too. The child exits with this process (it
+    watches the stdin pipe this process holds).
+    """
+    import subprocess
+
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--host",
+            host,
+            "--port",
+            "0",
+            "--role",
+            "dynamodb",
+            "--ready-timeout",
+            str(ready_timeout),
+        ]
+        + (["--verbose"] if verbose else []),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+
+    def wait_ready() -> str:
+        line = child.stdout.readline().decode().strip()
+        if not line.startswith("READY "):
+            child.kill()
+            raise RuntimeError(f"the DynamoDB emulator process did not start (said {line!r})")
+        url = line.removeprefix("READY ")
+        FORWARDED["dynamodb"] = url
+        ENDPOINTS["dynamodb"] = {"url": url, "pid": child.pid}
+        mirror_cloudformation_tables(url)
+        return url
+
+    return child, wait_ready
+
+
+class Forward:
+    """A WSGI app that passes each request on, as it came, to another emulator process."""
+
+    HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+    def __init__(self, base_url: str):
+        parsed = urllib.parse.urlsplit(base_url)
+        self.host, self.port = parsed.hostname, parsed.port
+        self.local = threading.local()
+
+    def exchange(self, method, target, body, headers):
+        import http.client
+
+        for attempt in (1, 2):
+            connection = getattr(self.local, "connection", None)
+            if connection is None:
+                connection = self.local.connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
+            try:
+                connection.request(method, target, body=body, headers=headers)
+                response = connection.getresponse()
+                return response.status, response.reason, response.getheaders(), response.read()
+            except (http.client.HTTPException, ConnectionError):
+                # A kept-alive connection the other side closed: one fresh try.
+                connection.close()
+                self.local.connection = None
+                if attempt == 2:
+                    raise
+
+    def __call__(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        target = environ.get("REQUEST_URI") or urllib.parse.quote(environ.get("PATH_INFO", "/"))
+        headers = {key[5:].replace("_", "-").title(): value for key, value in environ.items() if key.startswith("HTTP_")}
+        if environ.get("CONTENT_TYPE"):
+            headers["Content-Type"] = environ["CONTENT_TYPE"]
+        status, reason, answer_headers, answer = self.exchange(environ["REQUEST_METHOD"], target, body, headers)
+        kept = [(k, v) for k, v in answer_headers if k.lower() not in self.HOP_BY_HOP]
+        start_response(f"{status} {reason}", kept + [("Content-Length", str(len(answer)))])
+        return [answer]
+
+
+def endpoints_app(environ, start_response):
+    import json
+
+    body = json.dumps(ENDPOINTS).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def mirror_cloudformation_tables(url: str) -> None:
+    """Create (and delete) in the DynamoDB process each table CloudFormation handles here.
+
+    Provisioning stays one CloudFormation stack on the main endpoint; moto's CloudFormation
+    creates tables in this process's backend (which keeps them for `Fn::GetAtt`), and the same
+    table, by name and definition, is created where DynamoDB is served.
+    """
+    import boto3
+    from moto.dynamodb.models.table import Table
+
+    clients: dict[str, object] = {}
+
+    def client(region: str):
+        if region not in clients:
+            clients[region] = boto3.client(
+                "dynamodb",
+                endpoint_url=url,
+                region_name=region,
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+            )
+        return clients[region]
+
+    create, delete = Table.create_from_cloudformation_json, Table.delete_from_cloudformation_json
+
+    def create_here_and_there(resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        table = create.__func__(Table, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        properties = cloudformation_json["Properties"]
+        request = {"TableName": resource_name}
+        for key in ("KeySchema", "AttributeDefinitions", "ProvisionedThroughput", "Tags"):
+            if properties.get(key):
+                request[key] = properties[key]
+        # CloudFormation's spelling differs from the API's in places, and carries settings
+        # (contributor insights, ...) that CreateTable does not take: keep what an index is.
+        index_keys = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")
+        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            if properties.get(key):
+                request[key] = [{k: v for k, v in index.items() if k in index_keys} for index in properties[key]]
+        sse = properties.get("SSESpecification")
+        if sse:
+            request["SSESpecification"] = {
+                "Enabled": bool(sse.get("SSEEnabled")),
+                **{k: v for k, v in sse.items() if k in ("SSEType", "KMSMasterKeyId")},
+            }
+        request["BillingMode"] = properties.get("BillingMode", "PROVISIONED")
+        if properties.get("StreamSpecification"):
+            request["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
+        client(region_name).create_table(**request)
+        ttl = properties.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            client(region_name).update_time_to_live(TableName=resource_name, TimeToLiveSpecification=ttl)
+        return table
+
+    def delete_there(name: str, region_name: str) -> None:
+        try:
+            client(region_name).delete_table(TableName=name)
+        except client(region_name).exceptions.ResourceNotFoundException:
+            pass
+
+    def delete_here_and_there(resource_name, cloudformation_json, account_id, region_name):
+        delete.__func__(Table, resource_name, cloudformation_json, account_id, region_name)
+        delete_there(resource_name, region_name)
+
+    # Deleting a stack goes through the table object instead.
+    delete_table_object = Table.delete
+
+    def delete_object_here_and_there(self, account_id, region_name):
+        delete_table_object(self, account_id, region_name)
+        delete_there(self.name, region_name)
+
+    Table.delete = delete_object_here_and_there
+
+    Table.create_from_cloudformation_json = classmethod(
+        lambda cls, *args, **kwargs: create_here_and_there(*args, **kwargs)
+    )
+    Table.delete_from_cloudformation_json = classmethod(
+        lambda cls, *args, **kwargs: delete_here_and_there(*args, **kwargs)
+    )
+
+
+def make_dynamodb_answers_cheap() -> None:
+    """Write the answers of DynamoDB's item operations as JSON directly.
+
+    moto serialises every answer by walking the operation's output shape from the botocore
+    model, attribute by attribute. Profiled under the load bench with DynamoDB in its own
+    process (docs/performance.md, "Load bench"), that walk was 23 % of the process's core: an
+    item's attribute map is walked value by value. The results of these operations are already
+    in DynamoDB's wire format (moto keeps items as wire JSON), so `json.dumps` writes the same
+    document. Anything it cannot write as is (bytes, datetimes, moto's own types) goes the
+    model's way, as do errors and every other operation. `LEADFLOW_EMULATOR_CHECK_ANSWERS=1`
+    writes each answer both ways and logs any difference (how this was checked).
+    """
+    import json
+
+    from moto.core.serialize import BaseJSONSerializer
+
+    item_operations = {
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "Scan",
+        "BatchGetItem",
+        "BatchWriteItem",
+        "TransactGetItems",
+        "TransactWriteItems",
+    }
+    check = os.environ.get("LEADFLOW_EMULATOR_CHECK_ANSWERS") == "1"
+    by_model = BaseJSONSerializer._serialize_result
+    make_dynamodb_requests_cheap(item_operations, check)
+
+    def serialize_result(self, resp, result):
+        operation = self.operation_model
+        if (
+            not isinstance(result, dict)
+            or operation.name not in item_operations
+            or operation.service_model.service_name != "dynamodb"
+        ):
+            return by_model(self, resp, result)
+        try:
+            body = json.dumps({k: v for k, v in result.items() if v is not None}, separators=(",", ":"))
+        except (TypeError, ValueError):
+            return by_model(self, resp, result)
+        if check:
+            expected = by_model(self, {"status_code": resp["status_code"], "headers": {}, "body": ""}, result)
+            if json.loads(expected["body"] or "{}") != json.loads(body):
+                log(f"answer differs for {operation.name}: model {expected['body'][:300]} direct {body[:300]}")
+        resp["body"] = body
+        resp["headers"]["Content-Type"] = self._get_protocol_specific_content_type()
+        return resp
+
+    BaseJSONSerializer._serialize_result = serialize_result
+
+
+def make_dynamodb_requests_cheap(item_operations: set[str], check: bool) -> None:
+    """Read the requests of DynamoDB's item operations as JSON directly (see the answers above).
+
+    moto parses every request against the operation's input shape (12.6 % of the DynamoDB
+    process with `setup_class`), which for DynamoDB's JSON protocol gives the same dict as
+    `json.loads` except for binary values (base64 decoded) and timestamps; item operations have
+    no timestamps, and a request that mentions a binary type goes the model's way.
+    """
+    import json
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    by_model = DynamoHandler.parse_parameters
+
+    def parse_parameters(self, request):
+        target = request.headers.get("X-Amz-Target", "")
+        body = request.get_data(cache=True)
+        if target.rpartition(".")[2] not in item_operations or b'"B' in body:
+            return by_model(self, request)
+        try:
+            self.params = json.loads(body)
+        except ValueError:
+            return by_model(self, request)
+        if check:
+            direct = self.params
+            by_model(self, request)
+            if self.params != direct:
+                log(f"request read differently for {target}")
+            self.params = direct
+
+    DynamoHandler.parse_parameters = parse_parameters
+
+
 def make_dispatch_cached() -> None:
     """Find a request's service once per (region, service, API family), not on every request.
 
@@ -208,6 +488,14 @@ def make_dispatch_cached() -> None:
     def get_application(self, environ):
         found = scope.search(environ.get("HTTP_AUTHORIZATION", ""))
         path = environ.get("PATH_INFO", "")
+        if path == ENDPOINTS_PATH:
+            return endpoints_app
+        if found is not None and found.group(2) in FORWARDED:
+            apps = self.__dict__.setdefault("_leadflow_forwards", {})
+            service = found.group(2)
+            if service not in apps:
+                apps[service] = Forward(FORWARDED[service])
+            return apps[service]
         if found is None or found.group(2) not in by_scope or path.startswith(("/moto-api", "/latest/")):
             return original(self, environ)
         key = (found.group(1), found.group(2), environ.get("HTTP_X_AMZ_TARGET", "").split(".")[0])
@@ -298,10 +586,10 @@ def make_server(host: str, port: int):
         raise OSError(errno.EADDRINUSE, f"cannot bind {host}:{port}") from exc
 
 
-def warm(app) -> None:
+def warm(app, services) -> None:
     """Build moto's per-service apps ahead of the first requests (moto's own lazy path, under its lock)."""
     started = time.monotonic()
-    for service in WARM_SERVICES:
+    for service in services:
         try:
             with app.lock:
                 backend = app.get_backend_for_host(f"{service}.us-east-1.amazonaws.com")
@@ -310,7 +598,7 @@ def warm(app) -> None:
         except Exception as exc:  # an optimisation only; requests still build it lazily
             log(f"warming {service} failed (harmless): {exc}")
             return
-    logging.getLogger("emulator").debug("warmed %s in %.2fs", ", ".join(WARM_SERVICES), time.monotonic() - started)
+    logging.getLogger("emulator").debug("warmed %s in %.2fs", ", ".join(services), time.monotonic() - started)
 
 
 def wait_until_answering(url: str, timeout: float) -> None:
@@ -352,9 +640,16 @@ def main(argv: list[str] | None = None) -> int:
     make_table_queries_use_their_partition()
     make_event_templates_cheap()
     make_dispatch_cached()
+    make_dynamodb_answers_cheap()
+    dynamodb_process = None
+    if not args.single_process and args.role is None:
+        # Started first: it imports moto while this process binds and warms up.
+        dynamodb_process, dynamodb_ready = split_dynamodb(args.host, args.ready_timeout, args.verbose)
     try:
         app, server = make_server(args.host, args.port)
     except OSError as exc:
+        if dynamodb_process is not None:
+            dynamodb_process.kill()
         if exc.errno == errno.EADDRINUSE:
             log(f"port {args.port} on {args.host} is already in use; pick another port or pass --port 0")
             return EXIT_PORT_BUSY
@@ -374,7 +669,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             wait_until_answering(url, args.ready_timeout)
-        except TimeoutError as exc:
+            if dynamodb_process is not None:
+                dynamodb_ready()
+        except (TimeoutError, RuntimeError) as exc:
             log(str(exc))
             return EXIT_START_FAILED
 
@@ -383,7 +680,8 @@ def main(argv: list[str] | None = None) -> int:
         # Nothing else may reach the parent's stdout reader: send any later prints to stderr.
         sys.stdout = sys.stderr
         if not args.no_warm:
-            threading.Thread(target=warm, args=(app,), name="moto-warm", daemon=True).start()
+            services = ("dynamodb",) if args.role == "dynamodb" else WARM_SERVICES
+            threading.Thread(target=warm, args=(app, services), name="moto-warm", daemon=True).start()
 
         if args.ignore_stdin:
             while not stop.wait(3600):
@@ -398,6 +696,8 @@ def main(argv: list[str] | None = None) -> int:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+        if dynamodb_process is not None:
+            dynamodb_process.kill()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,29 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// CPU seconds used by process `pid` and its living child processes (the emulator runs
+/// DynamoDB in a child of its own), read from `/proc/*/stat`. `None` where `pid` has no stat.
+pub fn tree_cpu_seconds(pid: &str) -> Option<f64> {
+    let own = cpu_seconds(pid)?;
+    let children: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|child| parent_pid(child).as_deref() == Some(pid))
+        .filter_map(|child| tree_cpu_seconds(&child))
+        .sum();
+    Some(own + children)
+}
+
+/// The parent pid of `pid` (field 4 of `/proc/<pid>/stat`).
+fn parent_pid(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1).map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -23,5 +46,31 @@ mod tests {
             assert!(super::cpu_seconds("self").is_some_and(|s| s >= 0.0));
         }
         assert_eq!(super::cpu_seconds("no-such-process"), None);
+    }
+
+    #[test]
+    fn a_process_tree_counts_its_children() {
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            return;
+        }
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .expect("sh runs");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let me = std::process::id().to_string();
+        let own = super::cpu_seconds(&me).expect("own stat");
+        let tree = super::tree_cpu_seconds(&me).expect("own stat");
+        let child_cpu = super::cpu_seconds(&child.id().to_string()).expect("child stat");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(child_cpu > 0.0, "the child's loop used CPU");
+        assert!(
+            tree >= own + child_cpu - 0.02,
+            "tree {tree} own {own} child {child_cpu}"
+        );
     }
 }

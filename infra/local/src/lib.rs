@@ -7,6 +7,7 @@
 pub mod config;
 pub mod cpu;
 pub mod emulator;
+pub mod endpoints;
 pub mod env_files;
 pub mod functions;
 pub mod http;
@@ -14,6 +15,7 @@ pub mod manifest;
 pub mod poller;
 pub mod python;
 pub mod schedule;
+pub mod soak;
 pub mod stack;
 
 use std::path::PathBuf;
@@ -48,9 +50,12 @@ pub const LOCAL_REGION: &str = "us-east-1";
 /// An SDK configuration for the emulator: its endpoint, the region the stack was provisioned
 /// in (whatever `AWS_REGION` says), and dummy credentials unless real ones are configured
 /// (LocalStack and moto accept any).
+///
+/// Each client gets its service's endpoint ([`endpoints::ServiceEndpoints`]): the emulator
+/// started here serves DynamoDB from a process of its own.
 pub async fn sdk_config(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    let endpoints = endpoints::ServiceEndpoints::discover(endpoint).await;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
         .region(aws_config::Region::new(region.to_owned()));
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
         loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
@@ -61,5 +66,10 @@ pub async fn sdk_config(endpoint: &str, region: &str) -> aws_config::SdkConfig {
             "leadflow-local",
         ));
     }
-    loader.load().await
+    loader
+        .load()
+        .await
+        .into_builder()
+        .service_config(endpoints)
+        .build()
 }

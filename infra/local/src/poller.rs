@@ -2,12 +2,20 @@
 //! size, invoke the function with an SQS event, delete what succeeded, and leave the reported
 //! failures on the queue, where the queue's redrive policy moves them to the DLQ after
 //! `maxReceiveCount` receives.
+//!
+//! For the soak (docs/performance.md, "Soak with faults") a poller can also deliver every
+//! message twice, in the two shapes SQS produces ([`DeliveryFaults`]).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName,
+};
 use aws_sdk_sqs::Client;
 
 use crate::functions::SqsHandler;
@@ -28,15 +36,149 @@ pub struct PollOutcome {
     pub failed: usize,
 }
 
+/// Faults a poller injects on purpose, for the soak. SQS delivers at least once; a duplicate
+/// comes in one of two shapes, and with `duplicates` every message meets one of them,
+/// alternately by batch:
+/// - **redelivered**: the function succeeds, but instead of being deleted the message is made
+///   visible again (as when a delete is lost or the visibility timeout ends first), so it comes
+///   back through the queue in a later batch, among other messages, and is deleted then;
+/// - **concurrent**: the batch is handed to two invocations at once (as two pollers receive a
+///   message whose visibility timeout ended while the first was still at work); a message is
+///   deleted if either invocation succeeded with it.
+///
+/// `visibility_timeout` replaces the queue's for every receive: a failed message (a poison
+/// one) comes back sooner, so its `maxReceiveCount` receives take seconds, not the template's
+/// minutes. Nothing else changes: the redrive to the DLQ is the queue's own.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFaults {
+    pub duplicates: bool,
+    pub visibility_timeout: Option<Duration>,
+    /// Counters shared by every poller given these faults.
+    pub stats: Arc<DeliveryStats>,
+}
+
+/// What pollers with [`DeliveryFaults`] did, summed over their queues.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    pub batches: AtomicU64,
+    /// Messages received (each receive of a message counts).
+    pub received: AtomicU64,
+    /// Messages handed to the function a second time: made visible again after a success.
+    pub redelivered: AtomicU64,
+    /// Messages handed to a second, concurrent invocation.
+    pub concurrent: AtomicU64,
+    /// Receives the function reported as failed.
+    pub failed: AtomicU64,
+    /// Batches with at least one failed message.
+    pub batches_with_failures: AtomicU64,
+    /// The other messages of those batches that succeeded all the same.
+    pub succeeded_beside_failures: AtomicU64,
+}
+
+/// A plain-number copy of [`DeliveryStats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    pub batches: u64,
+    pub received: u64,
+    pub redelivered: u64,
+    pub concurrent: u64,
+    pub failed: u64,
+    pub batches_with_failures: u64,
+    pub succeeded_beside_failures: u64,
+}
+
+impl DeliveryStats {
+    pub fn counts(&self) -> DeliveryCounts {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DeliveryCounts {
+            batches: n(&self.batches),
+            received: n(&self.received),
+            redelivered: n(&self.redelivered),
+            concurrent: n(&self.concurrent),
+            failed: n(&self.failed),
+            batches_with_failures: n(&self.batches_with_failures),
+            succeeded_beside_failures: n(&self.succeeded_beside_failures),
+        }
+    }
+}
+
+/// How a batch is duplicated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Once,
+    Redelivered,
+    Concurrent,
+}
+
+/// A poller's memory across batches: which messages were already made visible again, so that
+/// their second delivery is deleted rather than repeated forever.
+#[derive(Default)]
+struct FaultState {
+    batches: u64,
+    redelivered: HashSet<String>,
+}
+
+/// The ids a response reports as failed. Without ReportBatchItemFailures, any failure fails
+/// the whole batch, as in Lambda.
+fn failed_ids<'a>(
+    source: &QueueSource,
+    response: &'a SqsBatchResponse,
+    messages: &'a [Message],
+) -> HashSet<&'a str> {
+    if source.report_batch_item_failures || response.batch_item_failures.is_empty() {
+        response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect()
+    } else {
+        messages.iter().filter_map(|m| m.message_id()).collect()
+    }
+}
+
 impl Poller {
     /// Receives one batch (waiting up to `wait` for messages) and invokes the function with it.
     pub async fn poll_once(&self, wait: Duration) -> Result<PollOutcome, String> {
+        self.poll(wait, None, &mut FaultState::default()).await
+    }
+
+    fn record(&self, m: &Message) -> SqsMessage {
+        let mut r = SqsMessage::default();
+        r.message_id = m.message_id().map(str::to_owned);
+        r.receipt_handle = m.receipt_handle().map(str::to_owned);
+        r.body = m.body().map(str::to_owned);
+        r.md5_of_body = m.md5_of_body().map(str::to_owned);
+        r.attributes = m
+            .attributes()
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        r.event_source = Some("aws:sqs".into());
+        r.event_source_arn = Some(self.queue_arn.clone());
+        r.aws_region = Some(crate::LOCAL_REGION.into());
+        r
+    }
+
+    async fn poll(
+        &self,
+        wait: Duration,
+        faults: Option<&DeliveryFaults>,
+        state: &mut FaultState,
+    ) -> Result<PollOutcome, String> {
         let out = self
             .client
             .receive_message()
             .queue_url(&self.source.queue_url)
             .max_number_of_messages(self.source.batch_size.clamp(1, 10) as i32)
             .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .set_visibility_timeout(
+                faults
+                    .and_then(|f| f.visibility_timeout)
+                    .map(|v| v.as_secs().clamp(1, 43_200) as i32),
+            )
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
             .await
@@ -45,46 +187,59 @@ impl Poller {
         if messages.is_empty() {
             return Ok(PollOutcome::default());
         }
-        let mut event = SqsEvent::default();
-        event.records = messages
+        let shape = match faults {
+            Some(f) if f.duplicates => {
+                state.batches += 1;
+                if state.batches.is_multiple_of(2) {
+                    Shape::Concurrent
+                } else {
+                    Shape::Redelivered
+                }
+            }
+            _ => Shape::Once,
+        };
+        // A message back for its second delivery is not duplicated again.
+        let fresh: HashSet<&str> = messages
             .iter()
-            .map(|m| {
-                let mut r = SqsMessage::default();
-                r.message_id = m.message_id().map(str::to_owned);
-                r.receipt_handle = m.receipt_handle().map(str::to_owned);
-                r.body = m.body().map(str::to_owned);
-                r.md5_of_body = m.md5_of_body().map(str::to_owned);
-                r.attributes = m
-                    .attributes()
-                    .map(|a| {
-                        a.iter()
-                            .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                r.event_source = Some("aws:sqs".into());
-                r.event_source_arn = Some(self.queue_arn.clone());
-                r.aws_region = Some(crate::LOCAL_REGION.into());
-                r
-            })
+            .filter_map(|m| m.message_id())
+            .filter(|id| shape != Shape::Once && !state.redelivered.contains(*id))
             .collect();
-        let response = (self.handler)(event).await;
-        // Without ReportBatchItemFailures, any failure fails the whole batch, as in Lambda.
-        let failed: HashSet<&str> =
-            if self.source.report_batch_item_failures || response.batch_item_failures.is_empty() {
-                response
-                    .batch_item_failures
-                    .iter()
-                    .map(|f| f.item_identifier.as_str())
+        let is_fresh = |m: &Message| m.message_id().is_some_and(|id| fresh.contains(id));
+        let mut event = SqsEvent::default();
+        event.records = messages.iter().map(|m| self.record(m)).collect();
+        let (response, second) = if shape == Shape::Concurrent && !fresh.is_empty() {
+            let mut twin = SqsEvent::default();
+            twin.records = messages
+                .iter()
+                .filter(|m| is_fresh(m))
+                .map(|m| self.record(m))
+                .collect();
+            let (a, b) = tokio::join!((self.handler)(event), (self.handler)(twin));
+            (a, Some(b))
+        } else {
+            ((self.handler)(event).await, None)
+        };
+        let failed = failed_ids(&self.source, &response, messages);
+        // Deleted if either invocation succeeded with it (SQS deletes by any valid handle).
+        let failed: HashSet<&str> = match &second {
+            Some(b) => {
+                let twin: Vec<Message> = messages.iter().filter(|m| is_fresh(m)).cloned().collect();
+                let failed_twin = failed_ids(&self.source, b, &twin);
+                let handed_twice: HashSet<&str> =
+                    twin.iter().filter_map(|m| m.message_id()).collect();
+                failed
+                    .into_iter()
+                    .filter(|id| !handed_twice.contains(id) || failed_twin.contains(id))
                     .collect()
-            } else {
-                messages.iter().filter_map(|m| m.message_id()).collect()
-            };
+            }
+            None => failed,
+        };
         let mut outcome = PollOutcome {
             received: messages.len(),
             ..Default::default()
         };
         let mut deletes = Vec::new();
+        let mut again = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             let (Some(id), Some(handle)) = (m.message_id(), m.receipt_handle()) else {
                 continue;
@@ -93,13 +248,35 @@ impl Poller {
             // visibility timeout ends. (Not ChangeMessageVisibility: moto counts that as a receive.)
             if failed.contains(id) {
                 outcome.failed += 1;
+            } else if shape == Shape::Redelivered && is_fresh(m) {
+                if let Ok(entry) = ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .build()
+                {
+                    again.push((id.to_owned(), entry));
+                }
             } else if let Ok(entry) = DeleteMessageBatchRequestEntry::builder()
                 .id(i.to_string())
                 .receipt_handle(handle)
                 .build()
             {
+                state.redelivered.remove(id);
                 deletes.push(entry);
             }
+        }
+        let made_visible = again.len();
+        if !again.is_empty() {
+            let (ids, entries): (Vec<String>, Vec<_>) = again.into_iter().unzip();
+            self.client
+                .change_message_visibility_batch()
+                .queue_url(&self.source.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| format!("redeliver on {}: {e:?}", self.source.queue_logical_id))?;
+            state.redelivered.extend(ids);
         }
         if !deletes.is_empty() {
             let n = deletes.len();
@@ -112,13 +289,46 @@ impl Poller {
                 .map_err(|e| format!("delete from {}: {e:?}", self.source.queue_logical_id))?;
             outcome.deleted = n;
         }
+        if let Some(f) = faults {
+            let s = &f.stats;
+            let add = |a: &AtomicU64, n: usize| a.fetch_add(n as u64, Ordering::Relaxed);
+            add(&s.batches, 1);
+            add(&s.received, messages.len());
+            add(&s.failed, outcome.failed);
+            match shape {
+                Shape::Concurrent => add(&s.concurrent, fresh.len()),
+                Shape::Redelivered => add(&s.redelivered, made_visible),
+                Shape::Once => 0,
+            };
+            if outcome.failed > 0 {
+                add(&s.batches_with_failures, 1);
+                add(
+                    &s.succeeded_beside_failures,
+                    messages.len() - outcome.failed,
+                );
+            }
+        }
         Ok(outcome)
     }
 
     /// Polls until the task is dropped.
     pub async fn run(self) {
+        self.run_loop(None).await
+    }
+
+    /// Polls until the task is dropped, injecting `faults`.
+    pub async fn run_with(self, faults: DeliveryFaults) {
+        self.run_loop(Some(faults)).await
+    }
+
+    async fn run_loop(self, faults: Option<DeliveryFaults>) {
+        self.poll_loop(faults.as_ref()).await
+    }
+
+    async fn poll_loop(&self, faults: Option<&DeliveryFaults>) {
+        let mut state = FaultState::default();
         loop {
-            match self.poll_once(Duration::from_secs(1)).await {
+            match self.poll(Duration::from_secs(1), faults, &mut state).await {
                 Ok(o) if o.received > 0 => {
                     tracing::info!(queue = %self.source.queue_logical_id, received = o.received, deleted = o.deleted, failed = o.failed, "batch")
                 }

@@ -6,17 +6,18 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use leadflow_domain::ports::{
-    Counters, IdempotencyBegin, IdempotencyStore, LeadStore, LeadWrite, Outbox, OutboxEntry,
-    StoreError, StoredResponse,
+    shard_of, Counters, IdempotencyBegin, IdempotencyStore, LeadStore, LeadWrite, Outbox,
+    OutboxEntry, StoreError, StoredResponse, KEY_SHARDS,
 };
 use leadflow_domain::{Email, EventEnvelope, Lead, LeadId, TimelineEntry};
 use uuid::Uuid;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
-/// The sparse GSI that lists leads by stage and outbox events by due time.
+/// The sparse GSI that lists leads by stage and outbox events by due time, both in shards.
 pub const GSI1: &str = "gsi1";
-/// The sparse GSI of leads whose next SLA step is due, by due time, in shards.
+/// The sparse GSI of leads whose next SLA step is due and of parked leads, by due time, in
+/// shards.
 pub const GSI2: &str = "gsi2";
 /// How long an `Idempotency-Key` answers with its first response.
 pub const IDEMPOTENCY_RETENTION: chrono::Duration = chrono::Duration::hours(24);
@@ -28,6 +29,7 @@ pub const OUTBOX_WRITER_CLAIM: chrono::Duration = chrono::Duration::seconds(60);
 pub mod keys {
     //! Key builders: the only place the key layout is spelled.
     use super::*;
+    use leadflow_domain::ports::sla_shard;
 
     pub fn lead_pk(id: LeadId) -> String {
         format!("LEAD#{id}")
@@ -49,8 +51,11 @@ pub mod keys {
             &random[4..]
         )
     }
+    /// A lead's entry in the stage index: `STAGE#<stage>#<NN>`, `NN` the lead's shard, so the
+    /// leads of a stage (every capture lands in `Inquiry`) spread over [`KEY_SHARDS`]
+    /// partitions; a report of a stage queries each of them (docs/data-model.md).
     pub fn stage_gsi1pk(lead: &Lead) -> String {
-        format!("STAGE#{}", lead.stage)
+        format!("STAGE#{}#{:02}", lead.stage, sla_shard(lead.id))
     }
     pub fn sla_due_gsi2pk(shard: u8) -> String {
         format!("SLADUE#{shard:02}")
@@ -62,7 +67,22 @@ pub mod keys {
         format!("OUTBOX#{event_id}")
     }
     pub const OUTBOX_SK: &str = "OUTBOX";
-    pub const OUTBOX_GSI1PK: &str = "OUTBOX";
+    /// An outbox partition of `gsi1`: `OUTBOX#<NN>`, `NN` the event id's shard. `None` is the
+    /// one partition that items written before sharding sit in (`OUTBOX`): the relay reads it
+    /// until a release drops it (docs/data-model.md, "Sharded index keys and the move to them").
+    pub fn outbox_gsi1pk(shard: Option<u8>) -> String {
+        // One literal for both spellings: tests/pipeline/iam.rs reads the family as `OUTBOX*`.
+        format!("OUTBOX{}", shard_suffix(shard))
+    }
+    /// A partition of parked leads in `gsi2`: `ROUTEWAIT#<NN>`, `NN` the lead's shard; `None`
+    /// is the partition of waits parked before sharding (`ROUTEWAIT`), read until a release
+    /// drops it.
+    pub fn route_wait_gsi2pk(shard: Option<u8>) -> String {
+        format!("ROUTEWAIT{}", shard_suffix(shard))
+    }
+    fn shard_suffix(shard: Option<u8>) -> String {
+        shard.map(|n| format!("#{n:02}")).unwrap_or_default()
+    }
     pub fn idempotency_pk(key: &str) -> String {
         format!("IDEMP#{key}")
     }
@@ -113,6 +133,78 @@ fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
+}
+
+/// Where the reading of one partition of a sharded index stands.
+#[derive(Debug, Clone)]
+pub(crate) struct ShardRead {
+    /// The shard; `None` for the partition of items written before sharding.
+    pub shard: Option<u8>,
+    /// Where its next page starts (the last page's `LastEvaluatedKey`).
+    pub start: Option<Item>,
+    /// False once a page ended the partition.
+    pub more: bool,
+}
+
+impl ShardRead {
+    /// Every shard from its start, then the partition of items written before sharding.
+    pub fn all_with_unsharded() -> Vec<ShardRead> {
+        (0..KEY_SHARDS)
+            .map(Some)
+            .chain([None])
+            .map(|shard| ShardRead {
+                shard,
+                start: None,
+                more: true,
+            })
+            .collect()
+    }
+}
+
+/// Passes over the partitions per read: the first gives each its share, the next ones give
+/// what the short partitions left to those that may have more.
+const FAIR_PASSES: usize = 4;
+
+/// Reads up to `limit` items from the partitions of a sharded index, shared fairly: each pass
+/// gives every partition that may have more an equal share of what is still wanted (the
+/// remainder going to the partitions from `rotation` on), so a partition with a backlog gets
+/// the slots the others leave, never those they need. `page(shard, start, n)` reads a page of
+/// at most `n` items and returns them with where the next page starts. Partitions are read one
+/// after the other: the readers (relay, tick) run once a minute and are not latency bound.
+pub(crate) async fn read_fairly<F, Fut>(
+    reads: &mut [ShardRead],
+    limit: usize,
+    rotation: usize,
+    mut page: F,
+) -> Result<Vec<Item>, StoreError>
+where
+    F: FnMut(Option<u8>, Option<Item>, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), StoreError>>,
+{
+    let mut items = Vec::new();
+    for _ in 0..FAIR_PASSES {
+        let wanted = limit.saturating_sub(items.len());
+        let open: Vec<usize> = (0..reads.len())
+            .map(|k| (rotation + k) % reads.len())
+            .filter(|&i| reads[i].more)
+            .collect();
+        if wanted == 0 || open.is_empty() {
+            break;
+        }
+        let (share, extra) = (wanted / open.len(), wanted % open.len());
+        for (k, &i) in open.iter().enumerate() {
+            let n = share + usize::from(k < extra);
+            if n == 0 {
+                continue;
+            }
+            let read = &mut reads[i];
+            let (page_items, next) = page(read.shard, read.start.take(), n).await?;
+            read.more = next.is_some();
+            read.start = next;
+            items.extend(page_items);
+        }
+    }
+    Ok(items)
 }
 
 /// leadflow's table: leads, e-mail lookups, timelines, outbox, idempotency records, counters.
@@ -191,7 +283,10 @@ impl DynamoStore {
             ("pk".into(), s(keys::outbox_pk(event.event_id))),
             ("sk".into(), s(keys::OUTBOX_SK)),
             ("entity".into(), s("outbox")),
-            ("gsi1pk".into(), s(keys::OUTBOX_GSI1PK)),
+            (
+                "gsi1pk".into(),
+                s(keys::outbox_gsi1pk(Some(shard_of(event.event_id)))),
+            ),
             (
                 "gsi1sk".into(),
                 s(format!("{}#{}", sortable(claimed_until), event.event_id)),
@@ -529,19 +624,39 @@ impl leadflow_domain::ports::CrmLinks for DynamoStore {
 
 impl Outbox for DynamoStore {
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI1)
-            .key_condition_expression("gsi1pk = :pk AND gsi1sk < :now")
-            .expression_attribute_values(":pk", s(keys::OUTBOX_GSI1PK))
-            .expression_attribute_values(":now", s(sortable(now)))
-            .limit(limit.clamp(1, 1000) as i32)
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
-        out.items()
+        // Every shard, and the partition of items written before sharding (docs/data-model.md,
+        // "Sharded index keys and the move to them", says which release drops it).
+        let mut reads = ShardRead::all_with_unsharded();
+        // Which partitions get the remainder of a share changes from run to run.
+        let rotation = usize::from(Uuid::new_v4().as_bytes()[0]);
+        let now_key = sortable(now);
+        let items = read_fairly(
+            &mut reads,
+            limit.clamp(1, 1000),
+            rotation,
+            |shard, start, n| {
+                let now_key = now_key.clone();
+                async move {
+                    let out = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name(GSI1)
+                        .key_condition_expression("gsi1pk = :pk AND gsi1sk < :now")
+                        .expression_attribute_values(":pk", s(keys::outbox_gsi1pk(shard)))
+                        .expression_attribute_values(":now", s(now_key))
+                        .limit(i32::try_from(n).unwrap_or(1000))
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .map_err(StoreError::unavailable)?;
+                    let next = out.last_evaluated_key().filter(|k| !k.is_empty()).cloned();
+                    Ok((out.items().to_vec(), next))
+                }
+            },
+        )
+        .await?;
+        let mut entries = items
             .iter()
             .map(|item| {
                 let event = serde_json::from_str(
@@ -557,7 +672,9 @@ impl Outbox for DynamoStore {
                     claimed_until,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        entries.sort_by_key(|e| e.claimed_until);
+        Ok(entries)
     }
 
     async fn claim(
@@ -754,6 +871,317 @@ impl Counters for DynamoStore {
 mod tests {
     use super::*;
     use leadflow_domain::TimelineAction;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    /// Runs a future whose every await is ready (the fake pages below): one poll.
+    fn ready<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("a fake page was pending"),
+        }
+    }
+
+    /// Reads fake partitions (`sizes[i]` items in partition `i`; the last one is the
+    /// unsharded partition) fairly, and returns how many items each gave.
+    fn fair_read(sizes: &[usize], limit: usize, rotation: usize) -> (Vec<usize>, Vec<ShardRead>) {
+        let mut reads = ShardRead::all_with_unsharded();
+        assert_eq!(reads.len(), sizes.len());
+        let index = |shard: Option<u8>| shard.map_or(sizes.len() - 1, usize::from);
+        let items = ready(read_fairly(
+            &mut reads,
+            limit,
+            rotation,
+            |shard, start, n| {
+                let from: usize = start
+                    .and_then(|k| k.get("pos").and_then(|v| v.as_n().ok()?.parse().ok()))
+                    .unwrap_or(0);
+                let size = sizes[index(shard)];
+                let to = (from + n).min(size);
+                let page = (from..to)
+                    .map(|_| Item::from([("part".to_owned(), n_attr(index(shard)))]))
+                    .collect();
+                let next = (to < size).then(|| Item::from([("pos".to_owned(), n_attr(to))]));
+                std::future::ready(Ok((page, next)))
+            },
+        ))
+        .expect("fake pages do not fail");
+        let mut per = vec![0; sizes.len()];
+        for item in items {
+            let part: usize = item["part"].as_n().unwrap().parse().unwrap();
+            per[part] += 1;
+        }
+        (per, reads)
+    }
+
+    fn n_attr(v: usize) -> AttributeValue {
+        AttributeValue::N(v.to_string())
+    }
+
+    fn sizes_with(hot: &[(usize, usize)]) -> Vec<usize> {
+        let mut sizes = vec![0; usize::from(KEY_SHARDS) + 1];
+        for &(i, n) in hot {
+            sizes[i] = n;
+        }
+        sizes
+    }
+
+    #[test]
+    fn a_backlog_in_one_shard_leaves_the_others_their_items() {
+        // Shard 3 holds a backlog; shards 0 and 9 and the unsharded partition a few items.
+        let sizes = sizes_with(&[(3, 500), (0, 2), (9, 4), (16, 1)]);
+        for rotation in [0, 5, 16, 200] {
+            let (per, reads) = fair_read(&sizes, 100, rotation);
+            assert_eq!(per.iter().sum::<usize>(), 100, "a full page: {per:?}");
+            assert_eq!((per[0], per[9], per[16]), (2, 4, 1), "{per:?}");
+            assert_eq!(
+                per[3], 93,
+                "the backlog gets what the others leave: {per:?}"
+            );
+            let open: Vec<_> = reads.iter().filter(|r| r.more).map(|r| r.shard).collect();
+            assert_eq!(open, vec![Some(3)], "only the backlog may have more");
+        }
+    }
+
+    #[test]
+    fn shards_with_backlogs_share_a_page_evenly() {
+        let sizes = vec![50; usize::from(KEY_SHARDS) + 1];
+        let (per, _) = fair_read(&sizes, 100, 7);
+        assert_eq!(per.iter().sum::<usize>(), 100);
+        let (min, max) = (per.iter().min().unwrap(), per.iter().max().unwrap());
+        assert!(max - min <= 1, "an even share: {per:?}");
+        // Fewer items than the page: all of them, and nothing left open.
+        let (per, reads) = fair_read(&sizes_with(&[(1, 3), (15, 7)]), 100, 0);
+        assert_eq!((per[1], per[15], per.iter().sum::<usize>()), (3, 7, 10));
+        assert!(reads.iter().all(|r| !r.more));
+    }
+
+    fn lead(i: usize, now: DateTime<Utc>) -> Lead {
+        let submission = leadflow_domain::SubmissionRules::default()
+            .validate(&vec![("email".into(), format!("lead{i}@example.com"))])
+            .expect("a valid form");
+        Lead::capture(LeadId::new_at(now), submission, &Default::default(), now).lead
+    }
+
+    #[test]
+    fn keys_every_lead_writes_spread_over_every_shard() {
+        let now: DateTime<Utc> = "2026-03-01T10:00:00Z".parse().unwrap();
+        let mut stage = BTreeMap::<String, usize>::new();
+        let mut outbox = BTreeMap::<String, usize>::new();
+        for i in 0..400 {
+            let lead = lead(i, now);
+            *stage.entry(keys::stage_gsi1pk(&lead)).or_default() += 1;
+            let event =
+                EventEnvelope::new(lead.id, now, leadflow_domain::LeadEvent::captured(&lead));
+            let item = DynamoStore::outbox_item(&event, now).unwrap();
+            let pk = get_s(&item, "gsi1pk").unwrap().to_owned();
+            assert_eq!(pk, format!("OUTBOX#{:02}", shard_of(event.event_id)));
+            *outbox.entry(pk).or_default() += 1;
+        }
+        // 400 random ids miss one of 16 shards with a probability of about 1e-10.
+        let expected_stage: BTreeSet<String> = (0..KEY_SHARDS)
+            .map(|n| format!("STAGE#Inquiry#{n:02}"))
+            .collect();
+        assert_eq!(
+            stage.keys().cloned().collect::<BTreeSet<_>>(),
+            expected_stage
+        );
+        assert_eq!(outbox.len(), usize::from(KEY_SHARDS), "{outbox:?}");
+        assert!(
+            outbox.values().all(|&n| n < 80),
+            "no shard takes most: {outbox:?}"
+        );
+        assert_eq!(keys::outbox_gsi1pk(None), "OUTBOX");
+        assert_eq!(keys::route_wait_gsi2pk(Some(7)), "ROUTEWAIT#07");
+        assert_eq!(keys::route_wait_gsi2pk(None), "ROUTEWAIT");
+    }
+
+    /// An item's size as DynamoDB bills it: attribute names plus values (strings by their
+    /// UTF-8 length, numbers at most 21 bytes).
+    fn billed_size(item: &Item) -> usize {
+        item.iter()
+            .map(|(name, v)| {
+                name.len()
+                    + match v {
+                        AttributeValue::S(s) => s.len(),
+                        AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                        other => panic!("not in outbox items: {other:?}"),
+                    }
+            })
+            .sum()
+    }
+
+    /// docs/performance.md ("Partition keys at scale") counts a captured lead's copy in the
+    /// stage index (projection `ALL`: the whole lead item) as 2 write units (at most 2 KB) for
+    /// a full form without custom fields; custom fields add up to 16 KiB.
+    #[test]
+    fn a_full_form_lead_item_takes_two_write_units() {
+        let now: DateTime<Utc> = "2026-03-01T10:00:00.123456Z".parse().unwrap();
+        let form: Vec<(String, String)> = [
+            ("email", "annemarie.schmidt-langenfeld@beispiel-industrie.example.com"),
+            ("first_name", "Annemarie"),
+            ("last_name", "Schmidt-Langenfeld"),
+            ("company", "Beispiel Industrie- und Handelsgesellschaft mbH"),
+            ("phone", "+49 30 123456789"),
+            ("country", "DE"),
+            ("postcode", "10115"),
+            ("job_title", "Head of Procurement and Strategic Sourcing"),
+            ("company_size", "1000-4999"),
+            ("industry", "Manufacturing"),
+            ("source", "google"),
+            ("campaign", "2026-q1-dach-enterprise-analytics"),
+            ("utm_source", "google"),
+            ("utm_medium", "cpc"),
+            ("utm_campaign", "2026-q1-dach-enterprise-analytics"),
+            ("utm_term", "industrial analytics platform"),
+            ("utm_content", "hero-variant-b"),
+            (
+                "landing_page_url",
+                "https://www.example.com/de/analytics/enterprise?utm_source=google&utm_medium=cpc",
+            ),
+            ("visitor_id", "v-3f9a2c4e-8b1d-4e6f-a0c2-7d5e9b1f3a28"),
+            ("consent", "on"),
+            (
+                "consent_text",
+                "Ja, ich möchte Informationen zu Produkten und Veranstaltungen per E-Mail erhalten.",
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let submission = leadflow_domain::SubmissionRules::default()
+            .validate(&form)
+            .expect("a valid form");
+        let lead = Lead::capture(LeadId::new_at(now), submission, &Default::default(), now).lead;
+        let item = DynamoStore::lead_item(&lead).unwrap();
+        let size = billed_size_deep(&item);
+        println!("lead item of a full form: {size} bytes");
+        assert!(size <= 2048, "{size} bytes, more than two write units");
+    }
+
+    /// [`billed_size`] for items with maps and lists (the lead's).
+    fn billed_size_deep(item: &Item) -> usize {
+        fn value(v: &AttributeValue) -> usize {
+            match v {
+                AttributeValue::S(s) => s.len(),
+                AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+                AttributeValue::M(m) => {
+                    3 + m.iter().map(|(k, v)| 1 + k.len() + value(v)).sum::<usize>()
+                }
+                AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value(v)).sum::<usize>(),
+                other => panic!("not in lead items: {other:?}"),
+            }
+        }
+        item.iter().map(|(k, v)| k.len() + value(v)).sum()
+    }
+
+    /// docs/performance.md ("Partition keys at scale") counts the write units of outbox items
+    /// (1 KB each): events carry ids and decisions, not the lead's contact data, so a capture's
+    /// or a score's item is one unit, a routing decision up to two, and the largest event, a
+    /// reassignment (two assignments, the first with its SLA steps, long names), three.
+    #[test]
+    fn outbox_items_take_the_write_units_the_performance_notes_count() {
+        use leadflow_domain::assignment::{
+            AssignedTo, Assignment, AssignmentEnd, AssignmentOutcome, SlaAction, SlaStepTaken,
+            SlaTrack,
+        };
+        let now: DateTime<Utc> = "2026-03-01T10:00:00.123456Z".parse().unwrap();
+        let lead = lead(1, now);
+        let owner = |id: &str| AssignedTo::Owner {
+            id: id.into(),
+            name: "Annemarie Schmidt-Langenfeld".into(),
+            email: "annemarie.schmidt-langenfeld@beispiel-vertrieb.example.com".into(),
+        };
+        let step = |n: u32, action| SlaStepTaken {
+            step: n,
+            action,
+            due: now,
+            at: now,
+        };
+        let assignment = |id: &str, steps: Vec<SlaStepTaken>| Assignment {
+            assigned_to: owner(id),
+            pool: "dach-enterprise-inbound".into(),
+            rule: Some("enterprise-dach-hot-leads".into()),
+            fast_track: false,
+            config_version: 123,
+            at: now,
+            sla_deadline: now,
+            accepted_at: None,
+            sla: Some(SlaTrack {
+                team: Some("dach-enterprise-sales".into()),
+                hot: true,
+                steps_taken: steps.len() as u32,
+                next_due: Some(now),
+                steps,
+            }),
+            delivered_at: Some(now),
+            outcome: None,
+        };
+        let mut from = assignment(
+            "annemarie-schmidt",
+            vec![
+                step(0, SlaAction::RemindOwner),
+                step(1, SlaAction::RemindWithManager),
+                step(2, SlaAction::EscalateToManager),
+                step(3, SlaAction::Reassign),
+            ],
+        );
+        from.outcome = Some(AssignmentOutcome {
+            end: AssignmentEnd::Reassigned,
+            at: now,
+            waited_seconds: 345_600,
+            waited_working_seconds: 115_200,
+            system_seconds: Some(12),
+            person_seconds: Some(345_588),
+        });
+        let events = [
+            (
+                1,
+                leadflow_domain::LeadEvent::LeadCaptured {
+                    source: Some("x".repeat(100)),
+                    campaign: Some("y".repeat(100)),
+                },
+            ),
+            (
+                1,
+                leadflow_domain::LeadEvent::LeadScored {
+                    score: leadflow_domain::scoring::Points::from_cents(12_345),
+                    band: leadflow_domain::scoring::ScoreBand::Mql,
+                    grade: leadflow_domain::scoring::Grade::A,
+                    temperature: leadflow_domain::scoring::Temperature::Hot,
+                    product: Some("enterprise-analytics-suite".into()),
+                    config_version: 123,
+                },
+            ),
+            (
+                2,
+                leadflow_domain::LeadEvent::LeadRouted {
+                    assignment: assignment("annemarie-schmidt", vec![]),
+                },
+            ),
+            (
+                3,
+                leadflow_domain::LeadEvent::LeadReassigned {
+                    from,
+                    to: assignment("bernhard-oberhuber", vec![]),
+                    step: Some(3),
+                },
+            ),
+        ];
+        for (units, event) in events {
+            let name = event.name();
+            let envelope = EventEnvelope::new(lead.id, now, event);
+            let size = billed_size(&DynamoStore::outbox_item(&envelope, now).unwrap());
+            println!("outbox item of {name}: {size} bytes");
+            assert!(
+                size <= units * 1024,
+                "{name}: {size} bytes, more than {units} write unit(s)"
+            );
+        }
+    }
 
     #[test]
     fn entries_written_together_keep_their_order_and_differ_from_other_writes() {

@@ -1,21 +1,21 @@
-//! Scores, event markers, activities, anonymous histories and segments in the single table
-//! (docs/data-model.md).
+//! Scores (with their activities and recently applied event ids), anonymous histories and
+//! sharded segments in the single table (docs/data-model.md).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use chrono::{DateTime, Duration, Utc};
 use leadflow_domain::anonymous::{self, HistoryPage};
 use leadflow_domain::crm::Activity;
 use leadflow_domain::lead_score::{LeadScore, SegmentMember};
-use leadflow_domain::ports::{ScoreStore, ScoreWrite, StoreError};
+use leadflow_domain::ports::{segment_shard, ScoreStore, ScoreWrite, StoreError, KEY_SHARDS};
 use leadflow_domain::{LeadId, TrackedEvent};
 
 use crate::dynamo::{keys, sortable, DynamoStore, Item};
 
-/// Markers outlive the oldest event POST /events accepts (90 days), so a late redelivery is
-/// still recognised.
-const MARKER_RETENTION: Duration = Duration::days(100);
 /// Beside `ANON#<key>`'s owner: how many events were ever parked under the key (it hands out
 /// the ring's slots).
 const ANONYMOUS_COUNTER_SK: &str = "PARKED";
@@ -46,8 +46,9 @@ fn slot_key(slot: u64) -> String {
     format!("EV#{slot:04}")
 }
 
-fn event_key(e: &TrackedEvent) -> String {
-    format!("{}#{}", sortable(e.occurred_at), e.event_id)
+/// The partition of a tag's segment members in one shard (`ports::segment_shard`).
+fn segment_shard_pk(tag: &str, shard: u8) -> String {
+    format!("SEG#{tag}#{shard:02}")
 }
 
 impl DynamoStore {
@@ -77,23 +78,13 @@ impl ScoreStore for DynamoStore {
             .map_err(corrupt)
     }
 
+    /// One `PutItem` of the score record under its version when nothing else changes (most
+    /// batches); otherwise one transaction of the record, the segment members whose weight
+    /// moved and the outbox item of `LeadScored`, so that they land only with the record that
+    /// decided them.
     async fn write_score(&self, w: &ScoreWrite) -> Result<(), StoreError> {
         let lead = w.score.lead_id;
         let now = w.score.updated_at;
-        let mut items = Vec::with_capacity(3 + w.events.len() + w.interests.len());
-        // 0: the marker: a redelivered event fails here and scores nothing.
-        let marker = HashMap::from([
-            ("pk".to_owned(), s(keys::event_marker_pk(&w.event.event_id))),
-            ("sk".to_owned(), s(keys::EVENT_MARKER_SK)),
-            ("entity".to_owned(), s("event_marker")),
-            ("lead_id".to_owned(), s(lead.to_string())),
-            (
-                "expires_at".to_owned(),
-                n((w.event.occurred_at + MARKER_RETENTION).timestamp()),
-            ),
-        ]);
-        items.push(self.put_item(marker, Some("attribute_not_exists(pk)"))?);
-        // 1: the score record, under optimistic concurrency.
         let record = serde_json::to_string(&w.score).map_err(corrupt)?;
         let mut score = HashMap::from([
             ("pk".to_owned(), s(keys::lead_pk(lead))),
@@ -121,26 +112,41 @@ impl ScoreStore for DynamoStore {
                 .expression_attribute_names("#version", "version")
                 .expression_attribute_values(":expected", n(v)),
         };
-        items.push(
-            TransactWriteItem::builder()
-                .put(put.build().map_err(corrupt)?)
-                .build(),
-        );
-        // The activity, for the lead's "last activities".
-        let activity = HashMap::from([
-            ("pk".to_owned(), s(keys::lead_pk(lead))),
-            ("sk".to_owned(), s(format!("ACT#{}", event_key(&w.event)))),
-            ("entity".to_owned(), s("activity")),
-            (
-                "event".to_owned(),
-                s(serde_json::to_string(&w.event).map_err(corrupt)?),
-            ),
-            ("applied".to_owned(), s(w.applied.to_string())),
-        ]);
-        items.push(self.put_item(activity, None)?);
-        for (tag, weight) in &w.interests {
+        let put = put.build().map_err(corrupt)?;
+        let conflict = || StoreError::VersionConflict {
+            expected: w.expected_version.unwrap_or(0),
+        };
+
+        if w.members.is_empty() && w.events.is_empty() {
+            let result = self
+                .client()
+                .put_item()
+                .table_name(put.table_name())
+                .set_item(Some(put.item().clone()))
+                .set_condition_expression(put.condition_expression().map(str::to_owned))
+                .set_expression_attribute_names(put.expression_attribute_names().cloned())
+                .set_expression_attribute_values(put.expression_attribute_values().cloned())
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Err(conflict())
+                }
+                Err(e) => Err(StoreError::unavailable(e)),
+            };
+        }
+
+        let mut items = Vec::with_capacity(1 + w.members.len() + w.events.len());
+        // 0: the score record, under optimistic concurrency.
+        items.push(TransactWriteItem::builder().put(put).build());
+        let shard = segment_shard(lead);
+        for (tag, weight) in &w.members {
             let member = HashMap::from([
-                ("pk".to_owned(), s(keys::segment_pk(tag))),
+                ("pk".to_owned(), s(segment_shard_pk(tag, shard))),
                 ("sk".to_owned(), s(keys::lead_pk(lead))),
                 ("entity".to_owned(), s("segment_member")),
                 ("lead_id".to_owned(), s(lead.to_string())),
@@ -171,33 +177,17 @@ impl ScoreStore for DynamoStore {
             }
             _ => return Err(StoreError::unavailable(err)),
         };
-        let failed = |i: usize| {
-            reasons
-                .get(i)
-                .is_some_and(|c| c == "ConditionalCheckFailed")
-        };
-        if failed(0) {
-            Err(StoreError::AlreadyProcessed)
-        } else if failed(1) {
-            Err(StoreError::VersionConflict {
-                expected: w.expected_version.unwrap_or(0),
-            })
+        if reasons
+            .first()
+            .is_some_and(|c| c == "ConditionalCheckFailed")
+        {
+            Err(conflict())
         } else if reasons.iter().any(|c| c == "TransactionConflict") {
             Err(StoreError::Busy)
         } else if reasons.is_empty() {
-            // Emulators may cancel without reasons: the marker tells a redelivery apart.
-            match self
-                .get_item(
-                    keys::event_marker_pk(&w.event.event_id),
-                    keys::EVENT_MARKER_SK,
-                )
-                .await?
-            {
-                Some(_) => Err(StoreError::AlreadyProcessed),
-                None => Err(StoreError::VersionConflict {
-                    expected: w.expected_version.unwrap_or(0),
-                }),
-            }
+            // Emulators may cancel without reasons; only the record carries a condition, and
+            // reading it again settles the question.
+            Err(conflict())
         } else {
             Err(StoreError::unavailable(format!(
                 "transaction canceled: {}",
@@ -210,8 +200,8 @@ impl ScoreStore for DynamoStore {
     /// slot atomically, and the event overwrites whatever that slot held (the event parked
     /// longest ago). Two writes per event whatever the key's size, no deletes, and the key never
     /// holds more than the bound; the TTL removes events [`anonymous::MAX_AGE`] after they
-    /// occurred. A redelivered event may take a second slot; the join's event markers score it
-    /// once.
+    /// occurred. A redelivered event may take a second slot; the ids kept in the score record
+    /// make it count once.
     async fn park_anonymous(&self, key: &str, event: &TrackedEvent) -> Result<(), StoreError> {
         let pk = keys::anonymous_pk(key);
         let out = self
@@ -364,90 +354,110 @@ impl ScoreStore for DynamoStore {
             .await
     }
 
+    /// Kept in the score record, so one read (strongly consistent, like the score's).
     async fn recent_activities(
         &self,
         lead: LeadId,
         limit: usize,
     ) -> Result<Vec<Activity>, StoreError> {
-        let out = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .key_condition_expression("pk = :pk AND begins_with(sk, :act)")
-            .expression_attribute_values(":pk", s(keys::lead_pk(lead)))
-            .expression_attribute_values(":act", s("ACT#"))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32)
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
-        out.items()
-            .iter()
-            .map(|item| {
-                Ok(Activity {
-                    event: serde_json::from_str(get_s(item, "event")?).map_err(corrupt)?,
-                    applied: item
-                        .get("applied")
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|v| serde_json::from_str(v).ok())
-                        .unwrap_or_default(),
-                })
-            })
-            .collect()
+        let mut activities = self
+            .score(lead)
+            .await?
+            .map(|s| s.activities)
+            .unwrap_or_default();
+        activities.truncate(limit);
+        Ok(activities)
     }
 
+    /// Every shard is queried for the members after the cursor (one `Query` each, together),
+    /// and the pages are merged by lead id: a lead's member is in one shard only, so a lead id
+    /// orders the whole segment and serves as the cursor.
     async fn segment_page(
         &self,
         tag: &str,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<SegmentMember>, Option<String>), StoreError> {
-        let start = match cursor {
+        let after = match cursor {
             Some(c) => {
                 let lead: LeadId = c
                     .parse()
                     .map_err(|_| StoreError::Corrupt("invalid cursor".into()))?;
-                Some(HashMap::from([
-                    ("pk".to_owned(), s(keys::segment_pk(tag))),
-                    ("sk".to_owned(), s(keys::lead_pk(lead))),
-                ]))
+                Some(keys::lead_pk(lead))
             }
             None => None,
         };
-        let out = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(keys::segment_pk(tag)))
-            .limit(limit.clamp(1, 1000) as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
-        let members = out
-            .items()
-            .iter()
-            .map(|item| {
-                let weight = item
-                    .get("weight")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0.0);
-                let at: DateTime<Utc> = get_s(item, "weight_at")?.parse().map_err(corrupt)?;
-                Ok(SegmentMember {
-                    lead_id: get_s(item, "lead_id")?.parse().map_err(corrupt)?,
-                    weight,
-                    at,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let next = out
-            .last_evaluated_key()
-            .and_then(|k| k.get("sk"))
-            .and_then(|v| v.as_s().ok())
-            .and_then(|sk| sk.strip_prefix("LEAD#"))
-            .map(str::to_owned);
-        Ok((members, next))
+        let limit = limit.clamp(1, 1000);
+        let queries = (0..KEY_SHARDS).map(|shard| {
+            let query = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .expression_attribute_values(":pk", s(segment_shard_pk(tag, shard)))
+                .limit(limit as i32);
+            let query = match &after {
+                Some(sk) => query
+                    .key_condition_expression("pk = :pk AND sk > :after")
+                    .expression_attribute_values(":after", s(sk.clone())),
+                None => query.key_condition_expression("pk = :pk"),
+            };
+            query.send()
+        });
+        let mut members: Vec<(String, SegmentMember)> = Vec::new();
+        let mut shard_has_more = false;
+        for out in join_all(queries.collect()).await {
+            let out = out.map_err(StoreError::unavailable)?;
+            shard_has_more |= out.last_evaluated_key().is_some_and(|k| !k.is_empty());
+            for item in out.items() {
+                members.push((get_s(item, "sk")?.to_owned(), member(item)?));
+            }
+        }
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = shard_has_more || members.len() > limit;
+        members.truncate(limit);
+        let next = members
+            .last()
+            .filter(|_| more)
+            .map(|(_, m)| m.lead_id.to_string());
+        Ok((members.into_iter().map(|(_, m)| m).collect(), next))
     }
+}
+
+/// A segment member as stored.
+fn member(item: &Item) -> Result<SegmentMember, StoreError> {
+    let weight = item
+        .get("weight")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let at: DateTime<Utc> = get_s(item, "weight_at")?.parse().map_err(corrupt)?;
+    Ok(SegmentMember {
+        lead_id: get_s(item, "lead_id")?.parse().map_err(corrupt)?,
+        weight,
+        at,
+    })
+}
+
+/// Runs the futures together and gives their outputs in order (the shards' queries).
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }

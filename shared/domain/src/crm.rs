@@ -22,7 +22,6 @@ use crate::sla::SlaConfig;
 use crate::stage::{Stage, TransitionError};
 use crate::tag::Tag;
 use crate::timeline::{Actor, TimelineAction, TimelineEntry};
-use crate::tracking::TrackedEvent;
 
 /// Version of the delivered payload (docs/crm-webhook.schema.json). Fields may be added
 /// within a version; removing, renaming or redefining one raises it, with an entry in the
@@ -46,13 +45,10 @@ pub fn webhook_id(routed_event: uuid::Uuid) -> String {
     format!("msg_{}", routed_event.simple())
 }
 
-/// One activity as stored by scoring: the event and what it counted for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Activity {
-    pub event: TrackedEvent,
-    #[serde(default)]
-    pub applied: Value,
-}
+/// One activity as stored by scoring (kept with the lead's score).
+pub use crate::lead_score::Activity;
+// The payload's activities are all kept with the score.
+const _: () = assert!(ACTIVITIES_SENT <= crate::lead_score::RECENT_ACTIVITIES);
 
 /// The body POSTed to the CRM: a Standard Webhooks payload (`type`, `timestamp`, `data`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

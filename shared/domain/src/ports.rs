@@ -120,7 +120,8 @@ pub struct OutboxEntry {
 /// published. A writer holds a short claim on its own events so the relay does not publish
 /// them a second time while the writer is still trying.
 pub trait Outbox: Send + Sync {
-    /// Events whose claim has expired, oldest first.
+    /// Up to `limit` events whose claim has expired, oldest first. A sharded store shares
+    /// `limit` fairly among its shards, so a backlog in one cannot hide the others' events.
     fn due(
         &self,
         now: DateTime<Utc>,
@@ -223,19 +224,25 @@ pub trait ConfigStore: Send + Sync {
     ) -> impl Future<Output = Result<crate::config::StoredConfig, StoreError>> + Send;
 }
 
-/// One scored event, written atomically: the event's marker (so a redelivery scores nothing),
-/// the lead's new score record, the activity, segment memberships and the events to announce.
+/// One write of a lead's score, for a batch of its events: the new record (which carries the
+/// lead's latest activities and the ids of the events it applied, so a redelivery is
+/// recognised), the segment members whose weight moved, and `LeadScored` when it is due.
+/// All or nothing, under the version read.
 #[derive(Debug, Clone)]
 pub struct ScoreWrite {
     pub score: crate::lead_score::LeadScore,
     /// `None` for the lead's first score; otherwise the version read before.
     pub expected_version: Option<u64>,
-    pub event: crate::tracking::TrackedEvent,
-    /// What the event counted for (kept on the activity).
-    pub applied: serde_json::Value,
+    /// Segment members to write: the tag and the lead's weight in it at `score.updated_at`.
+    pub members: Vec<(String, f64)>,
     pub events: Vec<EventEnvelope>,
-    /// The lead's weight in each tag of this event, at `score.updated_at`.
-    pub interests: Vec<(String, f64)>,
+}
+
+/// The shard of a lead's segment members: a tag's members are spread over [`KEY_SHARDS`]
+/// partitions (`SEG#<tag>#NN`) by [`shard_of`] the lead's id, so a lead's member of a tag is
+/// always in the same one.
+pub fn segment_shard(lead: LeadId) -> u8 {
+    shard_of(lead.as_uuid())
 }
 
 pub trait ScoreStore: Send + Sync {
@@ -243,7 +250,8 @@ pub trait ScoreStore: Send + Sync {
         &self,
         lead: LeadId,
     ) -> impl Future<Output = Result<Option<crate::lead_score::LeadScore>, StoreError>> + Send;
-    /// `AlreadyProcessed` when the event's marker exists; `VersionConflict` when the score changed.
+    /// `VersionConflict` when the score changed since it was read (the caller reads it again
+    /// and scores its events anew, so a concurrent batch's events are kept and none counts twice).
     fn write_score(
         &self,
         write: &ScoreWrite,
@@ -290,13 +298,16 @@ pub trait ScoreStore: Send + Sync {
         &self,
         key: &str,
     ) -> impl Future<Output = Result<Option<LeadId>, StoreError>> + Send;
-    /// The lead's latest scored activities, newest first.
+    /// The lead's latest scored activities by `occurred_at`, newest first (at most
+    /// [`crate::lead_score::RECENT_ACTIVITIES`]).
     fn recent_activities(
         &self,
         lead: LeadId,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<crate::crm::Activity>, StoreError>> + Send;
-    /// One page of a tag's segment, after the cursor of the previous page.
+    /// One page of a tag's segment in ascending lead id (lead creation) order, after the
+    /// cursor of the previous page (the last lead id it listed); the cursor of the next page,
+    /// if there may be more.
     fn segment_page(
         &self,
         tag: &str,
@@ -379,13 +390,24 @@ pub trait RetryQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
-/// How many partitions the SLA due index spreads its entries over: no partition key takes
-/// every write, and a tick reads them all.
-pub const SLA_SHARDS: u8 = 16;
+/// How many partitions a key that every lead writes is spread over (the SLA due index, the
+/// routing waits, the outbox, the stage index): no partition key takes every write, and a
+/// reader fans out over all of them (docs/performance.md, "Partition keys at scale").
+pub const KEY_SHARDS: u8 = 16;
 
-/// The shard of a lead's due entry: from the random bits of its id, so leads spread evenly.
+/// The shard of an id: its last byte, random in a UUIDv4 and in a UUIDv7 (whose counter, if
+/// any, sits in the high bits), modulo [`KEY_SHARDS`], so ids spread evenly.
+pub fn shard_of(id: Uuid) -> u8 {
+    id.as_bytes()[15] % KEY_SHARDS
+}
+
+/// How many partitions the SLA due index spreads its entries over: a tick reads them all.
+pub const SLA_SHARDS: u8 = KEY_SHARDS;
+
+/// The shard of a lead's keys in the sharded indexes (its due entry, its routing wait, its
+/// stage entry): from the random bits of its id, so leads spread evenly.
 pub fn sla_shard(id: LeadId) -> u8 {
-    id.as_uuid().as_bytes()[15] % SLA_SHARDS
+    shard_of(id.as_uuid())
 }
 
 /// A lead whose next SLA step is due, as the due index lists it.
@@ -456,7 +478,8 @@ pub trait RoutingWaits: Send + Sync {
     /// Ends `wait`, unless the lead was parked again since (a newer `until`).
     fn end_wait(&self, wait: &RoutingWait) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// One page of the waits due at or before `until`, earliest first, after `cursor`; the
-    /// cursor of the next page, if there may be one.
+    /// cursor of the next page, if there may be one. A sharded store draws each page fairly
+    /// from all its shards, and its cursor (opaque to callers) holds each shard's place.
     fn waits_due(
         &self,
         until: DateTime<Utc>,

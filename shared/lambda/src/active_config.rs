@@ -26,10 +26,25 @@ pub enum ActiveConfigError {
     Store(#[from] StoreError),
 }
 
+/// The configuration last read, and when.
+type Cached = Option<(Instant, Arc<LoadedConfig>)>;
+
 pub struct ActiveConfig<S> {
     store: S,
     ttl: Duration,
-    cached: Mutex<Option<(Instant, Arc<LoadedConfig>)>>,
+    /// Shared by clones: the steps one invocation chains (score-event's qualification and
+    /// routing) read the configuration once.
+    cached: Arc<Mutex<Cached>>,
+}
+
+impl<S: Clone> Clone for ActiveConfig<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            ttl: self.ttl,
+            cached: self.cached.clone(),
+        }
+    }
 }
 
 impl<S: ConfigStore> ActiveConfig<S> {
@@ -37,7 +52,7 @@ impl<S: ConfigStore> ActiveConfig<S> {
         Self {
             store,
             ttl,
-            cached: Mutex::new(None),
+            cached: Arc::new(Mutex::new(None)),
         }
     }
 

@@ -59,7 +59,9 @@ pub struct RelayReport {
 #[error("outbox relay: {0}")]
 pub struct RelayError(#[from] pub StoreError);
 
-/// Publishes every outbox event whose claim has expired at `now`.
+/// Publishes every outbox event whose claim has expired at `now`, up to `RELAY_ROUNDS` rounds
+/// of `RELAY_BATCH`. Each round's page comes from every shard of the outbox (`Outbox::due`
+/// shares it among them), so a backlog in one shard does not hold back the others' events.
 pub async fn relay<O: Outbox, P: EventPublisher>(
     outbox: &O,
     publisher: &P,

@@ -16,33 +16,42 @@
 //! `POST /leads`, capture → CRM delivery, and how many leads arrived. Exits non-zero unless every
 //! lead reached the CRM within `--timeout` seconds after the last one was taken in.
 //!
+//! With faults, the same run is the soak (docs/performance.md, "Soak with faults"):
+//! `--duplicate-deliveries` has every queue poller deliver every message twice (redelivered
+//! after a success, or handed to two invocations at once, by turns), `--crm-fail-first PCT`
+//! has the CRM answer 500 to the first attempt of PCT % of webhook-ids, and `--poison N`
+//! puts N malformed messages onto the internal queues among the leads. Then, once the queues
+//! are empty and the poison is on the DLQs, every lead is checked in the table and at the
+//! CRM: captured, each of its events scored once (the score is that of the 4 events sent),
+//! routed once, delivered under one webhook-id. Any violation fails the run.
+//!
 //! The handlers run in this process, so the profile this is built with (`--release` or not) is
 //! the handlers' profile.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use bytes::Bytes;
 use chrono::Utc;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use leadflow_domain::webhook::{self, WebhookSecret};
-use leadflow_local::cpu::cpu_seconds;
+use leadflow_domain::webhook::WebhookSecret;
+use leadflow_local::cpu::{cpu_seconds, tree_cpu_seconds};
+use leadflow_local::poller::DeliveryFaults;
+use leadflow_local::soak::{self, Posted, StandInCrm, EVENTS_PER_LEAD, POISON_QUEUES};
 use leadflow_local::stack::WEBHOOK_SECRET_PARAM;
 use leadflow_local::{Emulator, LocalStack};
-use serde_json::{json, Value};
+use std::fmt::Write as _;
 
 const USAGE: &str =
-    "usage: load-bench [--leads 100] [--clients 16] [--rate LEADS_PER_S] [--timeout 300]";
+    "usage: load-bench [--leads 100] [--clients 16] [--rate LEADS_PER_S] [--timeout 300]
+                  [--duplicate-deliveries] [--crm-fail-first PCT] [--poison N] [--verify]";
+
+/// With faults, the pollers receive with this visibility timeout instead of the queues' (60 s,
+/// 90 s): a poison message's 5 receives (50 on CrmWebhookQueue) then take seconds, not minutes.
+const SOAK_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// With a failing CRM, the first retry comes after 1 to 2 s instead of the template's 15 to 30.
+const SOAK_CRM_RETRY_BASE: &str = "CrmRetryBaseSeconds=2";
 
 /// The limits of the template are for visitors; the bench is many visitors at once. These are
 /// the tests' values (tests/pipeline/support.rs): high enough that nothing is refused, while
@@ -60,14 +69,21 @@ const RAISED_LIMITS: [&str; 7] = [
 /// The CRM endpoint of config/leadflow.yaml, replaced by the stand-in's.
 const EXAMPLE_CRM: &str = "http://127.0.0.1:9000/hooks/leadflow";
 
-/// `POST /events` requests per lead.
-const EVENTS_PER_LEAD: usize = 4;
-
 struct Args {
     leads: usize,
     clients: usize,
     rate: Option<f64>,
     timeout: Duration,
+    duplicates: bool,
+    crm_fail_first: u8,
+    poison: usize,
+    verify: bool,
+}
+
+impl Args {
+    fn faults(&self) -> bool {
+        self.duplicates || self.crm_fail_first > 0 || self.poison > 0
+    }
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
@@ -76,6 +92,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         clients: 16,
         rate: None,
         timeout: Duration::from_secs(300),
+        duplicates: false,
+        crm_fail_first: 0,
+        poison: 0,
+        verify: false,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -85,14 +105,24 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
                 .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))?;
             v.parse::<f64>()
                 .ok()
-                .filter(|n| n.is_finite() && *n > 0.0)
-                .ok_or_else(|| format!("{name}: {v:?} is not a positive number\n{USAGE}"))
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .ok_or_else(|| format!("{name}: {v:?} is not a number of 0 or more\n{USAGE}"))
         };
         match arg.as_str() {
             "--leads" => parsed.leads = value("--leads")? as usize,
             "--clients" => parsed.clients = value("--clients")? as usize,
-            "--rate" => parsed.rate = Some(value("--rate")?),
+            "--rate" => parsed.rate = Some(value("--rate")?).filter(|r| *r > 0.0),
             "--timeout" => parsed.timeout = Duration::from_secs_f64(value("--timeout")?),
+            "--duplicate-deliveries" => parsed.duplicates = true,
+            "--crm-fail-first" => {
+                let pct = value("--crm-fail-first")?;
+                if pct > 100.0 {
+                    return Err(format!("--crm-fail-first is a percentage\n{USAGE}"));
+                }
+                parsed.crm_fail_first = pct as u8;
+            }
+            "--poison" => parsed.poison = value("--poison")? as usize,
+            "--verify" => parsed.verify = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -112,8 +142,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The pollers log every batch at info; failures (warnings) still show.
-    leadflow_local::init_logs("warn");
+    // The pollers log every batch at info; failures (warnings) still show, except with faults,
+    // where every poison receive and failed CRM attempt would warn by design.
+    leadflow_local::init_logs(if args.faults() { "error" } else { "warn" });
     match run(args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -331,220 +362,6 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The stand-in CRM.
-
-#[derive(Default)]
-struct Arrivals {
-    /// By the lead's e-mail: when it first arrived, and under which webhook-id.
-    first: HashMap<String, (Instant, String)>,
-    repeated_attempts: usize,
-    again_new_id: usize,
-    rejected: usize,
-}
-
-type Shared = Arc<Mutex<Arrivals>>;
-
-/// Records one delivery; answers its status.
-fn receive(
-    arrivals: &Shared,
-    secret: &WebhookSecret,
-    headers: &http::HeaderMap,
-    body: &[u8],
-    at: Instant,
-) -> u16 {
-    let header = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok());
-    let signed = webhook::signed_headers(header, Utc::now())
-        .ok()
-        .filter(|h| secret.matches(h.id, h.timestamp, body, h.signatures));
-    let mut a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(signed) = signed else {
-        a.rejected += 1;
-        return 401;
-    };
-    let payload: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    // Only routed leads count; SLA notices may come too.
-    if payload["type"] != "lead.routed" {
-        return 200;
-    }
-    let Some(email) = payload["data"]["contact"]["email"].as_str() else {
-        return 200;
-    };
-    match a.first.get(email) {
-        None => {
-            a.first.insert(email.to_owned(), (at, signed.id.to_owned()));
-        }
-        Some((_, id)) if id == signed.id => a.repeated_attempts += 1,
-        Some(_) => a.again_new_id += 1,
-    }
-    200
-}
-
-/// Serves the stand-in CRM on a free loopback port; gives its URL.
-async fn start_crm(
-    secret: WebhookSecret,
-    arrivals: Shared,
-) -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let secret = Arc::new(secret);
-    let server = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (arrivals, secret) = (arrivals.clone(), secret.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (arrivals, secret) = (arrivals.clone(), secret.clone());
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let status =
-                            receive(&arrivals, &secret, &parts.headers, &body, Instant::now());
-                        let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
-                        *resp.status_mut() =
-                            hyper::StatusCode::from_u16(status).unwrap_or_default();
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok((format!("http://{addr}/crm/leads"), server))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The clients.
-
-/// What one lead's requests took.
-struct Posted {
-    email: String,
-    capture_sent: Instant,
-    capture: Duration,
-    events: Vec<Duration>,
-    taken_in: Instant,
-}
-
-struct Failed {
-    requests_ok: usize,
-    reason: String,
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Result<Value, String> {
-    let response = client
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(format!("{url} answered {status}: {answer}"));
-    }
-    Ok(answer)
-}
-
-/// The form: fit 35 (dach 10, target-industry 10, target-company-size 15), grade B.
-fn form(email: &str) -> Value {
-    json!({
-        "email": email, "first_name": "Lea", "company": "Beispiel GmbH",
-        "job_title": "Marketing Manager", "country": "DE", "industry": "software",
-        "company_size": "51-200"
-    })
-}
-
-/// The 4 tracked events, in the order sent. Only with the last (pricing, 25 points for crm
-/// leads, whose MQL threshold is 50) is the lead MQL: 35 + 1 + 4 + 5 = 45 before, 71 after.
-fn tracked_events(token: &str) -> [Value; EVENTS_PER_LEAD] {
-    let at = |s: i64| (Utc::now() - chrono::Duration::seconds(s)).to_rfc3339();
-    let event = |kind: &str, url: &str, tags: &[&str], ago: i64| {
-        json!({"events": [{
-            "event_id": uuid::Uuid::new_v4().to_string(), "type": kind, "occurred_at": at(ago),
-            "url": url, "tags": tags, "visitor_token": token
-        }]})
-    };
-    [
-        event(
-            "page_view",
-            "https://www.example.com/blog/lead-scoring",
-            &[],
-            4,
-        ),
-        event(
-            "page_view",
-            "https://www.example.com/products/crm",
-            &["crm"],
-            3,
-        ),
-        event(
-            "email_clicked",
-            "https://www.example.com/newsletter/crm",
-            &[],
-            2,
-        ),
-        event("page_view", "https://www.example.com/pricing", &[], 1),
-    ]
-}
-
-async fn post_lead(client: &reqwest::Client, api: &str, email: String) -> Result<Posted, Failed> {
-    let capture_sent = Instant::now();
-    let answer = post(client, &format!("{api}/leads"), &form(&email))
-        .await
-        .map_err(|reason| Failed {
-            requests_ok: 0,
-            reason,
-        })?;
-    let capture = capture_sent.elapsed();
-    let token = answer["visitor_token"].as_str().ok_or_else(|| Failed {
-        requests_ok: 1,
-        reason: "the capture answer has no visitor_token".into(),
-    })?;
-    let mut events = Vec::with_capacity(EVENTS_PER_LEAD);
-    for (i, body) in tracked_events(token).iter().enumerate() {
-        let sent = Instant::now();
-        let answer = post(client, &format!("{api}/events"), body)
-            .await
-            .map_err(|reason| Failed {
-                requests_ok: 1 + i,
-                reason,
-            })?;
-        events.push(sent.elapsed());
-        if answer["accepted"] != 1 {
-            return Err(Failed {
-                requests_ok: 1 + i,
-                reason: format!("an event was not accepted: {answer}"),
-            });
-        }
-    }
-    Ok(Posted {
-        email,
-        capture_sent,
-        capture,
-        events,
-        taken_in: Instant::now(),
-    })
-}
-
-/// A client's own source address: 127.0.0.2, 127.0.0.3, ... (Linux routes all of 127/8 to
-/// loopback), so each has its own rate-limit buckets as distinct visitors would.
-fn client_address(client: usize) -> IpAddr {
-    if cfg!(target_os = "linux") {
-        let n = client + 2;
-        IpAddr::V4(Ipv4Addr::new(127, 0, (n / 250) as u8, (n % 250 + 1) as u8))
-    } else {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     let machine = Machine::here();
@@ -569,28 +386,29 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
         "  load      {} (1, 5, 15 min) before the run",
         load_average()
     );
+    if args.faults() {
+        println!(
+            "  faults    every message delivered twice: {}; CRM fails the first attempt of {} % of webhook-ids (retry base 2 s); {} poison messages; pollers' visibility timeout {} s",
+            if args.duplicates { "yes" } else { "no" },
+            args.crm_fail_first,
+            args.poison,
+            SOAK_VISIBILITY_TIMEOUT.as_secs()
+        );
+    }
 
     // A fresh stack with a signing secret of its own.
     let started = Instant::now();
     let emulator =
         tokio::task::spawn_blocking(|| Emulator::from_env_or_start("127.0.0.1", 0)).await??;
     let emulator_pid = emulator.pid().map(|p| p.to_string());
-    let secret_value = format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(
-            [
-                uuid::Uuid::new_v4().into_bytes(),
-                uuid::Uuid::new_v4().into_bytes()
-            ]
-            .concat()
-        )
-    );
+    let secret_value = soak::random_secret();
     let secret = WebhookSecret::parse(&secret_value)?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let stack_name = format!("load-bench-{run_id}");
     let params: Vec<String> = RAISED_LIMITS
         .iter()
         .map(|p| p.to_string())
+        .chain((args.crm_fail_first > 0).then(|| SOAK_CRM_RETRY_BASE.to_string()))
         .chain([format!("{WEBHOOK_SECRET_PARAM}={secret_value}")])
         .collect();
     let mut stack = LocalStack::provision(emulator.endpoint(), &stack_name, &params, false).await?;
@@ -599,25 +417,33 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     stack.override_env("PUBLIC_API_URL", &api)?;
 
     // The stand-in CRM, and the example configuration sending every lead to it.
-    let arrivals: Shared = Arc::default();
-    let (crm_url, crm_server) = start_crm(secret, arrivals.clone()).await?;
+    let crm = StandInCrm::start(secret, args.crm_fail_first).await?;
     let example = std::fs::read_to_string(leadflow_local::config::example_path())?;
     if !example.contains(EXAMPLE_CRM) {
         return Err(format!("config/leadflow.yaml no longer sends to {EXAMPLE_CRM}").into());
     }
     let config = leadflow_local::config::push(
         &stack,
-        &example.replace(EXAMPLE_CRM, &crm_url),
+        &example.replace(EXAMPLE_CRM, &crm.url),
         Some("load-bench: routing.crm is the bench's receiver"),
     )
     .await
     .map_err(|e| format!("config: {e}"))?;
 
     // The stack as `cargo dev` runs it.
+    let faults = DeliveryFaults {
+        duplicates: args.duplicates,
+        visibility_timeout: args.faults().then_some(SOAK_VISIBILITY_TIMEOUT),
+        ..Default::default()
+    };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(stack.router().serve(listener));
     for p in stack.pollers() {
-        tasks.spawn(p.run());
+        if args.faults() {
+            tasks.spawn(p.run_with(faults.clone()));
+        } else {
+            tasks.spawn(p.run());
+        }
     }
     for s in stack.schedules() {
         if let Some(every) = s.every {
@@ -646,7 +472,10 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
         "  stack     {stack_name} at {api}, config version {} (config/leadflow.yaml, routing.crm: the receiver)",
         config.version
     );
-    println!("  crm       {crm_url}, signatures checked (Standard Webhooks)");
+    println!(
+        "  crm       {}, signatures checked (Standard Webhooks)",
+        crm.url
+    );
     println!(
         "  per lead  POST /leads, then {EVENTS_PER_LEAD} x POST /events (one event each, by visitor_token)"
     );
@@ -657,7 +486,7 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
 
     // The clients.
     let cpu_before = (
-        emulator_pid.as_deref().and_then(cpu_seconds),
+        emulator_pid.as_deref().and_then(tree_cpu_seconds),
         cpu_seconds("self"),
     );
     let t0 = Instant::now();
@@ -665,13 +494,13 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     let mut clients = tokio::task::JoinSet::new();
     for c in 0..args.clients.min(args.leads) {
         let client = reqwest::Client::builder()
-            .local_address(client_address(c))
+            .local_address(soak::client_address(c))
             .timeout(Duration::from_secs(60))
             .build()?;
         let (next, api, run_id) = (next.clone(), api.clone(), run_id.clone());
         let (leads, rate) = (args.leads, args.rate);
         clients.spawn(async move {
-            let mut done: Vec<Result<Posted, Failed>> = Vec::new();
+            let mut done: Vec<Result<Posted, soak::Failed>> = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= leads {
@@ -684,16 +513,37 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
                     .await;
                 }
                 let email = format!("load-{run_id}-{i:06}@example.de");
-                done.push(post_lead(&client, &api, email).await);
+                done.push(soak::post_lead(&client, &api, email).await);
             }
         });
     }
+    // Poison among the leads: message j once the clients have started lead j * leads / N.
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let poisoning = async {
+        let mut sent = Vec::new();
+        for j in 0..args.poison {
+            while next.load(Ordering::Relaxed) < j * args.leads / args.poison {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sent.push(soak::send_poison(&stack, &sqs, &run_id, &POISON_QUEUES, j).await);
+        }
+        sent
+    };
     let mut posted = Vec::new();
     let mut figures = Figures {
         leads: args.leads,
         ..Default::default()
     };
-    while let Some(done) = clients.join_next().await {
+    let taking_in = async {
+        let mut all = Vec::new();
+        while let Some(done) = clients.join_next().await {
+            all.push(done);
+        }
+        all
+    };
+    let (poison, taken) = tokio::join!(poisoning, taking_in);
+    let poison = poison.into_iter().collect::<Result<Vec<_>, _>>()?;
+    for done in taken {
         for result in done? {
             match result {
                 Ok(p) => {
@@ -726,11 +576,7 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     let deadline = Instant::now() + args.timeout;
     let mut last_note = Instant::now();
     loop {
-        let arrived = arrivals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .first
-            .len();
+        let arrived = crm.delivered();
         if arrived >= figures.taken_in || Instant::now() >= deadline {
             break;
         }
@@ -748,21 +594,28 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     figures.cpu = match (
         cpu_before,
         (
-            emulator_pid.as_deref().and_then(cpu_seconds),
+            emulator_pid.as_deref().and_then(tree_cpu_seconds),
             cpu_seconds("self"),
         ),
     ) {
         ((Some(e0), Some(b0)), (Some(e1), Some(b1))) => Some((e1 - e0, b1 - b0)),
         _ => None,
     };
-    // Late repeats still count, so the receiver keeps running until the figures are taken.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let arrivals = std::mem::take(&mut *arrivals.lock().unwrap_or_else(|e| e.into_inner()));
+    // Late repeats still count, so the receiver keeps running until the figures are taken;
+    // with faults or checks, until the queues are empty and the poison is on the DLQs.
+    let settled = if args.faults() || args.verify {
+        println!("settling: waiting for the work queues to empty and the poison to reach the DLQs");
+        Some(soak::settle(&stack, &sqs, &poison, args.timeout).await?)
+    } else {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        None
+    };
+    let log = crm.log();
     for p in &posted {
         figures.capture.push(p.capture);
         figures.events.extend(&p.events);
-        if let Some((at, _)) = arrivals.first.get(&p.email) {
-            figures.capture_to_crm.push(*at - p.capture_sent);
+        if let Some(at) = log.leads.get(&p.email).and_then(|l| l.first_accepted) {
+            figures.capture_to_crm.push(at - p.capture_sent);
             figures
                 .last_event_to_crm
                 .push(at.saturating_duration_since(p.taken_in));
@@ -770,17 +623,42 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     }
     figures.delivered = posted
         .iter()
-        .filter(|p| arrivals.first.contains_key(&p.email))
+        .filter(|p| {
+            log.leads
+                .get(&p.email)
+                .is_some_and(|l| l.first_accepted.is_some())
+        })
         .count();
-    figures.repeated_attempts = arrivals.repeated_attempts;
-    figures.delivered_again_new_id = arrivals.again_new_id;
-    figures.rejected_signatures = arrivals.rejected;
-    figures.last_delivery_after = arrivals.first.values().map(|(at, _)| *at - t0).max();
+    figures.repeated_attempts = log.repeated_attempts();
+    figures.delivered_again_new_id = log.again_new_id();
+    figures.rejected_signatures = log.rejected;
+    figures.last_delivery_after = log
+        .leads
+        .values()
+        .filter_map(|l| l.first_accepted)
+        .map(|at| at - t0)
+        .max();
 
     println!("results (load average {} at the end)", load_average());
     print!("{}", figures.report());
-    let ok = figures.ok();
-    if ok {
+    let mut ok = figures.ok();
+    if let Some(settled) = settled {
+        let check = soak::check_leads(&stack, &posted, &log).await?;
+        let soak = soak::SoakReport {
+            check,
+            settled,
+            deliveries: faults.stats.counts(),
+        };
+        println!("checked, lead by lead (table and CRM):");
+        print!("{}", soak.report());
+        if soak.ok() {
+            println!("OK: nothing lost, nothing scored, assigned or handed over twice; the poison is on the DLQs");
+        } else {
+            println!("FAIL: see the checks above");
+        }
+        ok &= soak.ok();
+    }
+    if figures.ok() {
         println!("OK: every lead reached the CRM, once, signed");
     } else {
         println!(
@@ -792,7 +670,7 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
         );
     }
     tasks.shutdown().await;
-    crm_server.abort();
+    drop(crm);
     drop(emulator);
     Ok(ok)
 }
@@ -929,43 +807,24 @@ mod tests {
         assert!(parse_args(["--leads".to_string(), "0".into()]).is_err());
         assert!(parse_args(["--rate".to_string(), "-1".into()]).is_err());
         assert!(parse_args(["--bogus".to_string()]).is_err());
-    }
-
-    #[test]
-    fn the_crm_counts_signed_routed_leads_once_and_refuses_bad_signatures() {
-        let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let arrivals: Shared = Arc::default();
-        let body = br#"{"type":"lead.routed","data":{"contact":{"email":"a@example.de"}}}"#;
-        let signed = |id: &str, sig: Option<String>| {
-            let ts = Utc::now().timestamp();
-            let mut h = http::HeaderMap::new();
-            h.insert("webhook-id", id.parse().unwrap());
-            h.insert("webhook-timestamp", ts.to_string().parse().unwrap());
-            let sig = sig.unwrap_or_else(|| secret.sign(id, ts, body));
-            h.insert("webhook-signature", sig.parse().unwrap());
-            h
-        };
-        let now = Instant::now();
+        assert!(!a.faults());
+        let soak = parse_args(
+            [
+                "--duplicate-deliveries",
+                "--crm-fail-first",
+                "20",
+                "--poison",
+                "8",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        )
+        .unwrap();
+        assert!(soak.faults());
         assert_eq!(
-            receive(&arrivals, &secret, &signed("msg_1", None), body, now),
-            200
+            (soak.duplicates, soak.crm_fail_first, soak.poison),
+            (true, 20, 8)
         );
-        assert_eq!(
-            receive(&arrivals, &secret, &signed("msg_1", None), body, now),
-            200
-        );
-        assert_eq!(
-            receive(&arrivals, &secret, &signed("msg_2", None), body, now),
-            200
-        );
-        let forged = Some("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_string());
-        assert_eq!(
-            receive(&arrivals, &secret, &signed("msg_3", forged), body, now),
-            401
-        );
-        let a = arrivals.lock().unwrap();
-        assert_eq!(a.first.len(), 1);
-        assert_eq!(a.first["a@example.de"].1, "msg_1");
-        assert_eq!((a.repeated_attempts, a.again_new_id, a.rejected), (1, 1, 1));
+        assert!(parse_args(["--crm-fail-first".to_string(), "120".into()]).is_err());
     }
 }

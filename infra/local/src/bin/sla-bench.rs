@@ -30,7 +30,7 @@ use leadflow_domain::routing::{self, RoutingFacts};
 use leadflow_domain::scoring::{Grade, Points, ScoreBand, Temperature};
 use leadflow_domain::{Lead, LeadId, Qualification, Stage, SubmissionRules};
 use leadflow_lambda::active_config::ActiveConfig;
-use leadflow_local::cpu::cpu_seconds;
+use leadflow_local::cpu::{cpu_seconds, tree_cpu_seconds};
 use leadflow_local::{Emulator, LocalStack};
 use sla_tick::{SlaTick, TickSettings};
 
@@ -116,7 +116,7 @@ impl Cpu {
     fn now(emulator: Option<&str>) -> Self {
         Self {
             bench: cpu_seconds("self"),
-            emulator: emulator.and_then(cpu_seconds),
+            emulator: emulator.and_then(tree_cpu_seconds),
         }
     }
 
