@@ -94,17 +94,10 @@ pub mod keys {
         format!("DAY#{day}")
     }
     pub const SCORE_SK: &str = "SCORE";
-    pub fn event_marker_pk(event_id: &str) -> String {
-        format!("EVENT#{event_id}")
-    }
-    pub const EVENT_MARKER_SK: &str = "EVENT";
     pub fn anonymous_pk(key: &str) -> String {
         format!("ANON#{key}")
     }
     pub const ANONYMOUS_OWNER_SK: &str = "OWNER";
-    pub fn segment_pk(tag: &str) -> String {
-        format!("SEG#{tag}")
-    }
     /// A CRM's id for a lead; the CRM is named by its secret reference.
     pub fn crm_ref_pk(crm: &str, external_id: &str) -> String {
         format!("CRMREF#{crm}#{external_id}")

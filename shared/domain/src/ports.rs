@@ -42,9 +42,6 @@ pub enum StoreError {
     /// The record is being written by a concurrent request.
     #[error("the record is in use by a concurrent request")]
     Busy,
-    /// The event was processed before (its marker exists).
-    #[error("this event was processed before")]
-    AlreadyProcessed,
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
     #[error("the store is unavailable: {}", error_chain(.0.as_ref()))]
