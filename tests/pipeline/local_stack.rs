@@ -196,3 +196,75 @@ async fn the_table_records_the_crm_secret_prefix() {
     assert_eq!(prefix.as_deref(), Some("partners/acme/"));
     assert_eq!(app.store().table_tag("no-such-tag").await.unwrap(), None);
 }
+
+/// A poller works on as many batches at once as its mapping's `ScalingConfig.MaximumConcurrency`
+/// (as Lambda's event source mapping does), not one batch after the other: a backlog on one
+/// queue is worked off in parallel.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poller_works_on_up_to_its_maximum_concurrency_of_batches_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let app = TestApp::spawn().await;
+    let (_, qualify) = app.stack.manifest.function_by_binary("qualify").unwrap();
+    let mut source = qualify.queues[0].clone();
+    assert_eq!(
+        source.maximum_concurrency,
+        Some(5),
+        "the template's PipelineMaxConcurrency reaches the local mapping"
+    );
+    source.batch_size = 1;
+    let queue = app.resource("QualifyQueue").to_owned();
+    for i in 0..5 {
+        app.sqs
+            .send_message()
+            .queue_url(&queue)
+            .message_body(format!("m{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let handler: SqsHandler = {
+        let (in_flight, most, done) = (in_flight.clone(), most.clone(), done.clone());
+        Arc::new(move |_event: SqsEvent| {
+            let (in_flight, most, done) = (in_flight.clone(), most.clone(), done.clone());
+            Box::pin(async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                // Hold the batch until all five are in flight (or give up after 5 s).
+                for _ in 0..100 {
+                    if most.load(Ordering::SeqCst) >= 5 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                done.fetch_add(1, Ordering::SeqCst);
+                SqsBatchResponse::default()
+            })
+        })
+    };
+    let poller = Poller {
+        client: app.sqs.clone(),
+        queue_arn: String::new(),
+        source,
+        handler,
+    };
+    assert_eq!(poller.concurrency(), 5);
+    let task = tokio::spawn(poller.run());
+    for _ in 0..200 {
+        if done.load(Ordering::SeqCst) >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    assert_eq!(done.load(Ordering::SeqCst), 5, "every message was handled");
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        5,
+        "five single-message batches were in the function at once"
+    );
+}

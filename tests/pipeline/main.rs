@@ -7,6 +7,7 @@ mod anonymous_history;
 mod capture;
 mod crm;
 mod crm_receiver;
+mod emulator;
 mod events_samples;
 mod faults;
 mod iam;

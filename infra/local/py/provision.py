@@ -580,6 +580,7 @@ def describe(
                 "batch_size": mapping.get("BatchSize", 10),
                 "report_batch_item_failures": "ReportBatchItemFailures" in (mapping.get("FunctionResponseTypes") or []),
                 "maximum_batching_window_seconds": mapping.get("MaximumBatchingWindowInSeconds", 0),
+                "maximum_concurrency": (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency"),
                 "enabled": mapping.get("State", "Enabled") == "Enabled",
             }
         )

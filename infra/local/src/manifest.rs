@@ -101,6 +101,9 @@ pub struct QueueSource {
     pub report_batch_item_failures: bool,
     #[serde(default)]
     pub maximum_batching_window_seconds: u32,
+    /// The mapping's `ScalingConfig.MaximumConcurrency`: most batches at once.
+    #[serde(default)]
+    pub maximum_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

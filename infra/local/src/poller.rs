@@ -1,14 +1,16 @@
 //! Queue pollers that behave like Lambda's SQS event source mappings: receive up to the batch
 //! size, invoke the function with an SQS event, delete what succeeded, and leave the reported
 //! failures on the queue, where the queue's redrive policy moves them to the DLQ after
-//! `maxReceiveCount` receives.
+//! `maxReceiveCount` receives. Like a mapping, a poller works on several batches at once: as
+//! many as the mapping's `ScalingConfig.MaximumConcurrency`, or [`DEFAULT_CONCURRENCY`] (the
+//! five batches Lambda starts a standard queue's mapping with) where the template sets none.
 //!
 //! For the soak (docs/performance.md, "Soak with faults") a poller can also deliver every
 //! message twice, in the two shapes SQS produces ([`DeliveryFaults`]).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -20,6 +22,12 @@ use aws_sdk_sqs::Client;
 
 use crate::functions::SqsHandler;
 use crate::manifest::QueueSource;
+
+/// Batches a poller works on at once when the mapping names no `MaximumConcurrency`.
+pub const DEFAULT_CONCURRENCY: u32 = 5;
+
+/// How long a poller's spare loops rest after finding their queue empty.
+const SPARE_LOOP_REST: Duration = Duration::from_secs(2);
 
 pub struct Poller {
     pub client: Client,
@@ -110,8 +118,9 @@ enum Shape {
     Concurrent,
 }
 
-/// A poller's memory across batches: which messages were already made visible again, so that
-/// their second delivery is deleted rather than repeated forever.
+/// A poller's memory across batches (shared by its concurrent loops): which messages were
+/// already made visible again, so that their second delivery is deleted rather than repeated
+/// forever.
 #[derive(Default)]
 struct FaultState {
     batches: u64,
@@ -139,7 +148,7 @@ fn failed_ids<'a>(
 impl Poller {
     /// Receives one batch (waiting up to `wait` for messages) and invokes the function with it.
     pub async fn poll_once(&self, wait: Duration) -> Result<PollOutcome, String> {
-        self.poll(wait, None, &mut FaultState::default()).await
+        self.poll(wait, None, &Mutex::default()).await
     }
 
     fn record(&self, m: &Message) -> SqsMessage {
@@ -166,7 +175,7 @@ impl Poller {
         &self,
         wait: Duration,
         faults: Option<&DeliveryFaults>,
-        state: &mut FaultState,
+        state: &Mutex<FaultState>,
     ) -> Result<PollOutcome, String> {
         let out = self
             .client
@@ -187,23 +196,27 @@ impl Poller {
         if messages.is_empty() {
             return Ok(PollOutcome::default());
         }
-        let shape = match faults {
-            Some(f) if f.duplicates => {
-                state.batches += 1;
-                if state.batches.is_multiple_of(2) {
-                    Shape::Concurrent
-                } else {
-                    Shape::Redelivered
+        let (shape, fresh) = {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let shape = match faults {
+                Some(f) if f.duplicates => {
+                    state.batches += 1;
+                    if state.batches.is_multiple_of(2) {
+                        Shape::Concurrent
+                    } else {
+                        Shape::Redelivered
+                    }
                 }
-            }
-            _ => Shape::Once,
+                _ => Shape::Once,
+            };
+            // A message back for its second delivery is not duplicated again.
+            let fresh: HashSet<&str> = messages
+                .iter()
+                .filter_map(|m| m.message_id())
+                .filter(|id| shape != Shape::Once && !state.redelivered.contains(*id))
+                .collect();
+            (shape, fresh)
         };
-        // A message back for its second delivery is not duplicated again.
-        let fresh: HashSet<&str> = messages
-            .iter()
-            .filter_map(|m| m.message_id())
-            .filter(|id| shape != Shape::Once && !state.redelivered.contains(*id))
-            .collect();
         let is_fresh = |m: &Message| m.message_id().is_some_and(|id| fresh.contains(id));
         let mut event = SqsEvent::default();
         event.records = messages.iter().map(|m| self.record(m)).collect();
@@ -262,7 +275,13 @@ impl Poller {
                 .receipt_handle(handle)
                 .build()
             {
-                state.redelivered.remove(id);
+                if faults.is_some() {
+                    state
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .redelivered
+                        .remove(id);
+                }
                 deletes.push(entry);
             }
         }
@@ -276,7 +295,11 @@ impl Poller {
                 .send()
                 .await
                 .map_err(|e| format!("redeliver on {}: {e:?}", self.source.queue_logical_id))?;
-            state.redelivered.extend(ids);
+            state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .redelivered
+                .extend(ids);
         }
         if !deletes.is_empty() {
             let n = deletes.len();
@@ -321,17 +344,43 @@ impl Poller {
         self.run_loop(Some(faults)).await
     }
 
-    async fn run_loop(self, faults: Option<DeliveryFaults>) {
-        self.poll_loop(faults.as_ref()).await
+    /// How many batches this poller works on at once.
+    pub fn concurrency(&self) -> u32 {
+        self.source
+            .maximum_concurrency
+            .unwrap_or(DEFAULT_CONCURRENCY)
+            .max(1)
     }
 
-    async fn poll_loop(&self, faults: Option<&DeliveryFaults>) {
-        let mut state = FaultState::default();
+    async fn run_loop(self, faults: Option<DeliveryFaults>) {
+        let poller = Arc::new(self);
+        let state = Arc::new(Mutex::default());
+        // Dropping the set (when this task is dropped) aborts the loops.
+        let mut loops = tokio::task::JoinSet::new();
+        for index in 0..poller.concurrency() {
+            let (poller, state, faults) = (poller.clone(), state.clone(), faults.clone());
+            loops.spawn(async move { poller.poll_loop(index, faults.as_ref(), &state).await });
+        }
+        while loops.join_next().await.is_some() {}
+    }
+
+    /// One of the poller's concurrent loops. The first long-polls all the time; the others
+    /// rest for [`SPARE_LOOP_REST`] after an empty receive, so an idle queue costs about one
+    /// receive a second (many test stacks share one emulator), while a backlog keeps them all
+    /// busy.
+    async fn poll_loop(
+        &self,
+        index: u32,
+        faults: Option<&DeliveryFaults>,
+        state: &Mutex<FaultState>,
+    ) {
         loop {
-            match self.poll(Duration::from_secs(1), faults, &mut state).await {
+            let started = std::time::Instant::now();
+            match self.poll(Duration::from_secs(1), faults, state).await {
                 Ok(o) if o.received > 0 => {
-                    tracing::info!(queue = %self.source.queue_logical_id, received = o.received, deleted = o.deleted, failed = o.failed, "batch")
+                    tracing::info!(queue = %self.source.queue_logical_id, received = o.received, deleted = o.deleted, failed = o.failed, elapsed_ms = started.elapsed().as_millis() as u64, "batch")
                 }
+                Ok(_) if index > 0 => tokio::time::sleep(SPARE_LOOP_REST).await,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "poll failed");
