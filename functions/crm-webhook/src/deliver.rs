@@ -145,11 +145,7 @@ impl Deliver<DynamoStore, HttpsTransport, SqsRetryQueue, Secrets> {
     pub fn from_env(aws: &Clients, env: &Env) -> Result<Self, ConfigError> {
         let store = wiring::store(aws, env)?;
         let settings = DeliverySettings::from_env(env);
-        let transport =
-            HttpsTransport::new(settings.endpoints).map_err(|e| ConfigError::Setup {
-                what: "the HTTPS client",
-                reason: e.to_string(),
-            })?;
+        let transport = HttpsTransport::new(settings.endpoints);
         Ok(Self::new(
             store.clone(),
             transport,

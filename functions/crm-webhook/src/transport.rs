@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use leadflow_domain::endpoint::{check_address, check_endpoint, EndpointError, EndpointMode};
@@ -114,39 +114,59 @@ impl reqwest::dns::Resolve for PublicOnly {
 }
 
 /// reqwest on rustls: connection pooling across warm invocations, a 5 s total timeout.
+///
+/// The client is built on the first delivery, not at start: building it loads the root
+/// certificates, which was most of crm-webhook's init time (docs/performance.md, "Cold start").
 #[derive(Clone)]
 pub struct HttpsTransport {
-    client: reqwest::Client,
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
+    lookup: Lookup,
     mode: EndpointMode,
 }
 
 impl HttpsTransport {
-    /// The client for `mode`, resolving with the system resolver.
-    pub fn new(mode: EndpointMode) -> Result<Self, reqwest::Error> {
+    /// The transport for `mode`, resolving with the system resolver.
+    pub fn new(mode: EndpointMode) -> Self {
         Self::with_lookup(mode, system_lookup())
     }
 
-    pub fn with_lookup(mode: EndpointMode, lookup: Lookup) -> Result<Self, reqwest::Error> {
-        // The crypto the SDK's rustls uses already; reqwest wants it named (Err: set before).
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .timeout(DELIVERY_TIMEOUT)
-            .connect_timeout(DELIVERY_TIMEOUT)
-            // A CRM endpoint answers itself; following redirects would re-send a signed body
-            // somewhere nobody configured.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("leadflow/", env!("CARGO_PKG_VERSION")));
-        if mode == EndpointMode::Public {
-            // A proxy would resolve the name itself, past the check.
-            builder = builder
-                .no_proxy()
-                .dns_resolver(Arc::new(PublicOnly::new(lookup)));
-        }
-        Ok(Self {
-            client: builder.build()?,
+    pub fn with_lookup(mode: EndpointMode, lookup: Lookup) -> Self {
+        Self {
+            client: Arc::default(),
+            lookup,
             mode,
-        })
+        }
     }
+
+    /// The client, built once (a failure to build is kept too: it would fail again).
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        self.client
+            .get_or_init(|| {
+                build_client(self.mode, self.lookup.clone())
+                    .map_err(|e| format!("the HTTPS client could not be built: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+fn build_client(mode: EndpointMode, lookup: Lookup) -> Result<reqwest::Client, reqwest::Error> {
+    // The crypto the SDK's rustls uses already; reqwest wants it named (Err: set before).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .timeout(DELIVERY_TIMEOUT)
+        .connect_timeout(DELIVERY_TIMEOUT)
+        // A CRM endpoint answers itself; following redirects would re-send a signed body
+        // somewhere nobody configured.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("leadflow/", env!("CARGO_PKG_VERSION")));
+    if mode == EndpointMode::Public {
+        // A proxy would resolve the name itself, past the check.
+        builder = builder
+            .no_proxy()
+            .dns_resolver(Arc::new(PublicOnly::new(lookup)));
+    }
+    builder.build()
 }
 
 impl WebhookTransport for HttpsTransport {
@@ -160,10 +180,11 @@ impl WebhookTransport for HttpsTransport {
         if let Err(e) = check_endpoint(url, self.mode) {
             return PostOutcome::Refused(e);
         }
-        let mut req = self
-            .client
-            .post(url)
-            .header("content-type", "application/json");
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(reason) => return PostOutcome::Failed(reason),
+        };
+        let mut req = client.post(url).header("content-type", "application/json");
         for (k, v) in headers {
             req = req.header(*k, v);
         }
@@ -216,8 +237,7 @@ mod tests {
     async fn a_name_resolving_to_a_private_address_is_refused_before_any_connection() {
         let (l, port) = listener().await;
         // A public name whose DNS answer points into this machine (rebinding, or a bad record).
-        let t =
-            HttpsTransport::with_lookup(EndpointMode::Public, lookup_to(&["127.0.0.1"])).unwrap();
+        let t = HttpsTransport::with_lookup(EndpointMode::Public, lookup_to(&["127.0.0.1"]));
         let outcome = t
             .post(
                 &format!("https://crm.example.com:{port}/in"),
@@ -241,8 +261,7 @@ mod tests {
         let t = HttpsTransport::with_lookup(
             EndpointMode::Public,
             lookup_to(&["93.184.215.14", "169.254.169.254"]),
-        )
-        .unwrap();
+        );
         let outcome = t
             .post(&format!("https://crm.example.com:{port}/in"), &[], vec![])
             .await;
@@ -256,7 +275,7 @@ mod tests {
     #[tokio::test]
     async fn ip_literals_and_plain_http_are_refused_outside_local_mode() {
         let (l, port) = listener().await;
-        let t = HttpsTransport::with_lookup(EndpointMode::Public, lookup_to(&[])).unwrap();
+        let t = HttpsTransport::with_lookup(EndpointMode::Public, lookup_to(&[]));
         for url in [
             format!("http://127.0.0.1:{port}/in"),
             format!("https://127.0.0.1:{port}/in"),
@@ -272,10 +291,29 @@ mod tests {
         assert!(!connected(&l).await);
     }
 
+    /// The client (and its root certificates) is built by the first delivery, not at start,
+    /// and then kept: clones share it.
+    #[tokio::test]
+    async fn the_client_is_built_on_the_first_delivery_and_shared() {
+        let t = HttpsTransport::with_lookup(EndpointMode::Local, lookup_to(&[]));
+        let clone = t.clone();
+        assert!(t.client.get().is_none(), "nothing built at start");
+        let (l, port) = listener().await;
+        drop(l);
+        let _ = t
+            .post(&format!("http://127.0.0.1:{port}/in"), &[], vec![])
+            .await;
+        assert!(
+            matches!(t.client.get(), Some(Ok(_))),
+            "built by the first post"
+        );
+        assert!(clone.client.get().is_some(), "and shared with clones");
+    }
+
     #[tokio::test]
     async fn local_mode_sends_to_this_machine() {
         let (l, port) = listener().await;
-        let t = HttpsTransport::with_lookup(EndpointMode::Local, lookup_to(&[])).unwrap();
+        let t = HttpsTransport::with_lookup(EndpointMode::Local, lookup_to(&[]));
         let server = tokio::spawn(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let (mut s, _) = l.accept().await.unwrap();

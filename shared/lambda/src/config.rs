@@ -14,9 +14,6 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
-    /// A client could not be built (e.g. the HTTPS client's TLS set-up).
-    #[error("{what} could not be set up: {reason}")]
-    Setup { what: &'static str, reason: String },
 }
 
 /// Where a function reads its settings.
