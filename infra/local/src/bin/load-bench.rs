@@ -44,11 +44,15 @@ use std::fmt::Write as _;
 
 const USAGE: &str =
     "usage: load-bench [--leads 100] [--clients 16] [--rate LEADS_PER_S] [--timeout 300]
-                  [--duplicate-deliveries] [--crm-fail-first PCT] [--poison N] [--verify]";
+                  [--duplicate-deliveries] [--crm-fail-first PCT] [--poison N] [--verify]
+                  [--visibility-timeout S]";
 
-/// With faults, the pollers receive with this visibility timeout instead of the queues' (60 s,
-/// 90 s): a poison message's 5 receives (50 on CrmWebhookQueue) then take seconds, not minutes.
-const SOAK_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(2);
+/// With faults, the pollers receive with this visibility timeout (`--visibility-timeout`)
+/// instead of the queues' (60 s, 90 s): a poison message's 5 receives (50 on CrmWebhookQueue)
+/// then take under a minute (eight), not five minutes (75). It must stay above the time a batch
+/// takes under the run's load, or healthy messages come back while still being worked on and,
+/// after 5 receives, end on a DLQ: 2 s did, with 5 batches per queue at once and 10,000 leads.
+const SOAK_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// With a failing CRM, the first retry comes after 1 to 2 s instead of the template's 15 to 30.
 const SOAK_CRM_RETRY_BASE: &str = "CrmRetryBaseSeconds=2";
@@ -78,6 +82,7 @@ struct Args {
     crm_fail_first: u8,
     poison: usize,
     verify: bool,
+    visibility_timeout: Duration,
 }
 
 impl Args {
@@ -96,6 +101,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         crm_fail_first: 0,
         poison: 0,
         verify: false,
+        visibility_timeout: SOAK_VISIBILITY_TIMEOUT,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -123,6 +129,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             }
             "--poison" => parsed.poison = value("--poison")? as usize,
             "--verify" => parsed.verify = true,
+            "--visibility-timeout" => {
+                parsed.visibility_timeout =
+                    Duration::from_secs(value("--visibility-timeout")?.max(1.0) as u64)
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -392,7 +402,7 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
             if args.duplicates { "yes" } else { "no" },
             args.crm_fail_first,
             args.poison,
-            SOAK_VISIBILITY_TIMEOUT.as_secs()
+            args.visibility_timeout.as_secs()
         );
     }
 
@@ -433,7 +443,7 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     // The stack as `cargo dev` runs it.
     let faults = DeliveryFaults {
         duplicates: args.duplicates,
-        visibility_timeout: args.faults().then_some(SOAK_VISIBILITY_TIMEOUT),
+        visibility_timeout: args.faults().then_some(args.visibility_timeout),
         ..Default::default()
     };
     let mut tasks = tokio::task::JoinSet::new();
@@ -492,6 +502,8 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut clients = tokio::task::JoinSet::new();
+    // reqwest on rustls needs the crypto provider named (crm-webhook no longer does it at start).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     for c in 0..args.clients.min(args.leads) {
         let client = reqwest::Client::builder()
             .local_address(soak::client_address(c))
@@ -825,6 +837,9 @@ mod tests {
             (soak.duplicates, soak.crm_fail_first, soak.poison),
             (true, 20, 8)
         );
+        assert_eq!(soak.visibility_timeout, Duration::from_secs(10));
+        let slow = parse_args(["--visibility-timeout".to_string(), "30".into()]).unwrap();
+        assert_eq!(slow.visibility_timeout, Duration::from_secs(30));
         assert!(parse_args(["--crm-fail-first".to_string(), "120".into()]).is_err());
     }
 }
