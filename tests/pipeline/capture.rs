@@ -396,8 +396,7 @@ async fn required_fields_are_configuration() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_form_redirects_to_an_allowed_thank_you_page_only() {
     let app = TestApp::spawn_with(&["RedirectAllowlist=https://www.example.com"]).await;
-    crate::support::http_client();
-    let no_follow = reqwest::Client::builder()
+    let no_follow = leadflow_local::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -694,7 +693,7 @@ async fn new_and_known_addresses_get_the_same_answer() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redirect_with_cr_lf_is_refused_before_anything_is_stored() {
     let app = TestApp::spawn_with(&["RedirectAllowlist=https://www.example.com"]).await;
-    let no_follow = reqwest::Client::builder()
+    let no_follow = leadflow_local::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

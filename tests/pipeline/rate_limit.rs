@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{http_client, TestApp};
+use crate::support::TestApp;
 
 /// A client connecting from `ip` (any 127.x.y.z reaches the local server on Linux).
 fn client_from(ip: [u8; 4]) -> reqwest::Client {
-    let _ = http_client();
-    reqwest::Client::builder()
+    leadflow_local::http_client_builder()
         .local_address(IpAddr::from(ip))
         .build()
         .expect("a client")

@@ -338,10 +338,11 @@ pub fn sqs_event(
     event
 }
 
-/// reqwest on the workspace's rustls, which wants its crypto provider named once per process.
+/// reqwest on the workspace's rustls (`leadflow_local::http_client_builder`).
 pub fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    reqwest::Client::new()
+    leadflow_local::http_client_builder()
+        .build()
+        .expect("a client")
 }
 
 /// A lead at MQL, as qualify leaves it.

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import json
 import logging
 import os
+import selectors
 import signal
+import socket
 import sys
 import threading
 import time
@@ -611,9 +614,9 @@ class KeepAliveServer:
     MAX_HEADER = 64 * 1024
 
     def __init__(self, host: str, port: int, app):
-        import selectors
-        import socket
+        from moto.core.request import PRESERVED_HEADER_NAMES_ENVIRON_KEY
 
+        self.preserved_names_key = PRESERVED_HEADER_NAMES_ENVIRON_KEY
         self.app = app
         self.listener = socket.create_server((host, port), backlog=1024)
         self.listener.setblocking(False)
@@ -644,8 +647,6 @@ class KeepAliveServer:
         self.selector.close()
 
     def accept(self) -> None:
-        import selectors
-
         try:
             conn, peer = self.listener.accept()
         except (BlockingIOError, InterruptedError):
@@ -710,10 +711,6 @@ class KeepAliveServer:
                 return
 
     def handle(self, conn, peer, method, target, version, headers, body, close) -> bool:
-        import io
-
-        from moto.core.request import PRESERVED_HEADER_NAMES_ENVIRON_KEY
-
         path, _, query = target.partition("?")
         host, port = self.server_address[:2]
         environ = {
@@ -743,7 +740,7 @@ class KeepAliveServer:
             key = "HTTP_" + key
             names.setdefault(key, name)
             environ[key] = f"{environ[key]},{value}" if key in environ else value
-        environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
+        environ[self.preserved_names_key] = names
         answer = {}
 
         def start_response(status, response_headers, exc_info=None):
@@ -788,13 +785,13 @@ class KeepAliveServer:
 def make_server(host: str, port: int, threaded: bool):
     """Bind the WSGI server in this thread, so a busy port is reported here and not lost in a thread.
 
-    `threaded=False` answers one connection after the other on the server's thread. That suits
-    a process whose requests never wait (DynamoDB: no long polling): with a thread per
-    connection, moto's work is still done one request at a time under the interpreter lock, and
-    the threads only add their start-up and their waits for the lock. Measured with wrk
-    (GetItem, 1,000-item table, 8 connections): 760 requests/s threaded, 1,150 serial, both at
-    one full core. SQS's ReceiveMessage waits up to WaitTimeSeconds, so the main process keeps
-    its threads.
+    `threaded=False` serves with `KeepAliveServer` on one thread. That suits a process whose
+    requests never wait (DynamoDB: no long polling): with a thread per connection, moto's work
+    is still done one request at a time under the interpreter lock, and the threads only add
+    their start-up and their waits for the lock. Measured with wrk (GetItem, 1,000-item table,
+    8 connections): 760 requests/s with werkzeug's threads, 1,150 with werkzeug answering one
+    connection after the other, both at one full core. SQS's ReceiveMessage waits up to
+    WaitTimeSeconds, so the main process keeps werkzeug's threads.
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server as werkzeug_make_server
@@ -803,7 +800,7 @@ def make_server(host: str, port: int, threaded: bool):
     if not threaded:
         return app, KeepAliveServer(host, port, app)
     try:
-        return app, werkzeug_make_server(host, port, app, threaded=threaded, request_handler=MotoRequestHandler)
+        return app, werkzeug_make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     except SystemExit as exc:
         # werkzeug prints the OS error itself and calls sys.exit(1) when bind() fails.
         raise OSError(errno.EADDRINUSE, f"cannot bind {host}:{port}") from exc

@@ -33,6 +33,13 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or(here)
 }
 
+/// A reqwest client builder for the local binaries and tests. reqwest on the workspace's rustls
+/// wants its crypto provider named once per process, before the first client is built.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 /// Human-readable logs for the local binaries (`cargo dev`, the benches): `RUST_LOG` if set,
 /// else `default` (e.g. "info", or "warn" where per-batch info lines would drown the report).
 pub fn init_logs(default: &str) {

@@ -502,10 +502,8 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut clients = tokio::task::JoinSet::new();
-    // reqwest on rustls needs the crypto provider named (crm-webhook no longer does it at start).
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     for c in 0..args.clients.min(args.leads) {
-        let client = reqwest::Client::builder()
+        let client = leadflow_local::http_client_builder()
             .local_address(soak::client_address(c))
             .timeout(Duration::from_secs(60))
             .build()?;
